@@ -1,0 +1,105 @@
+"""Samples -> padded tensors, gathered from the ragged behaviour store.
+
+Histories are never materialised as a dense [rows x max_len] matrix. A sample points at its
+user's behaviours (``abs_end`` = row of the target in the behaviours table, history = the
+``hist_len`` rows before it); a batch gathers exactly those rows with one vectorised index
+computation and pads to the batch's own longest history.
+
+Layout of a batch's history: oldest first, left-aligned, padding on the right (mask False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dinbench.prepared.contract import Prepared
+
+
+@dataclass
+class SampleSet:
+    """One split's samples as flat arrays, with histories truncated to ``max_len``."""
+
+    user: np.ndarray  # [N] int32
+    item: np.ndarray  # [N] int32 candidate item
+    category: np.ndarray  # [N] int32 candidate category
+    label: np.ndarray  # [N] float32 0/1
+    hist_start: np.ndarray  # [N] int64 first history row in the behaviours table
+    hist_len: np.ndarray  # [N] int64 number of history rows (<= max_len)
+    target_time: np.ndarray  # [N] int64 time of the target behaviour
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+@dataclass
+class Batch:
+    """Tensors of one mini-batch. B = rows, L = longest history in the batch (>= 1)."""
+
+    item: torch.Tensor  # [B] long
+    category: torch.Tensor  # [B] long
+    hist_item: torch.Tensor  # [B, L] long, 0 at padding
+    hist_category: torch.Tensor  # [B, L] long, 0 at padding
+    mask: torch.Tensor  # [B, L] bool, True at real positions
+    age: torch.Tensor  # [B, L] float, target time - behaviour time (0 at padding)
+    label: torch.Tensor  # [B] float
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in self.__dict__.values()))
+
+
+class BehaviourStore:
+    """The behaviours table as flat numpy columns, indexable by row."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        beh = prepared.behaviours
+        self.item = beh["item"].to_numpy(np.int64)
+        self.category = beh["category"].to_numpy(np.int64)
+        self.time = beh["time"].to_numpy(np.int64)
+        self.user_start = prepared.user_start
+
+    def samples(self, frame: pd.DataFrame, max_len: int) -> SampleSet:
+        user = frame["user"].to_numpy(np.int32)
+        hist_end = frame["hist_end"].to_numpy(np.int64)
+        abs_end = self.user_start[user] + hist_end  # row of the target behaviour
+        hist_len = np.minimum(hist_end, max_len)
+        return SampleSet(
+            user=user,
+            item=frame["item"].to_numpy(np.int32),
+            category=frame["category"].to_numpy(np.int32),
+            label=frame["label"].to_numpy(np.float32),
+            hist_start=abs_end - hist_len,
+            hist_len=hist_len,
+            target_time=self.time[abs_end],
+        )
+
+    def gather(self, s: SampleSet, idx: np.ndarray) -> Batch:
+        """Build the batch of rows ``idx`` of ``s`` (vectorised, no per-row Python)."""
+        lens = s.hist_len[idx]  # [B]
+        width = max(int(lens.max()) if len(lens) else 1, 1)
+        offs = np.arange(width)  # [L]
+        mask = offs[None, :] < lens[:, None]  # [B, L]
+        rows = np.where(mask, s.hist_start[idx][:, None] + offs[None, :], 0)  # [B, L]
+        hist_item = np.where(mask, self.item[rows], 0)
+        hist_cat = np.where(mask, self.category[rows], 0)
+        age = np.where(mask, s.target_time[idx][:, None] - self.time[rows], 0)
+        return Batch(
+            item=torch.from_numpy(s.item[idx].astype(np.int64)),
+            category=torch.from_numpy(s.category[idx].astype(np.int64)),
+            hist_item=torch.from_numpy(hist_item),
+            hist_category=torch.from_numpy(hist_cat),
+            mask=torch.from_numpy(mask),
+            age=torch.from_numpy(age.astype(np.float32)),
+            label=torch.from_numpy(s.label[idx]),
+        )
+
+
+def batch_indices(
+    n: int, batch_size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Row indices per batch: a seeded permutation when ``rng`` is given, else in order."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]

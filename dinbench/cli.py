@@ -1,0 +1,324 @@
+"""The ``dinbench`` command line: download / import data, run poolers, report results.
+
+Every command's ``--help`` is its manual. User errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dinbench import paths, poolers
+from dinbench import report as report_mod
+from dinbench.errors import DinbenchError
+from dinbench.prepared import contract
+from dinbench.records import Loaded, load_records
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Benchmark user-interest poolers (average, attention, the DIN activation unit) in one CTR model.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EMBEDDED = {"synthetic": "embedded"}
+
+DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder [default: ./datasets or ${paths.DATA_ENV}]")
+ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder [default: ./results or ${paths.RESULTS_ENV}]")
+
+
+def user_errors(fn):
+    """Turn DinbenchError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DinbenchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _synthetic(data_dir: Path, force: bool, **overrides) -> dict:
+    from dinbench.sources.synthetic import SyntheticConfig, generate, source_info
+
+    cfg = SyntheticConfig(**{k: v for k, v in overrides.items() if v is not None})
+    cfg.validate()
+    if contract.is_prepared(data_dir, "synthetic") and not force:
+        manifest = contract.read_manifest(data_dir, "synthetic")
+        if manifest.get("source", {}).get("config") == source_info(cfg)["config"]:
+            console.print(f"synthetic is already prepared in {contract.dataset_path(data_dir, 'synthetic')} (use --force to redo)")
+            return manifest
+    with console.status("generating synthetic behaviours and samples"):
+        behaviours, items = generate(cfg)
+        manifest = contract.prepare(
+            behaviours, "synthetic", data_dir, source_info(cfg), item_attributes=items
+        )
+    _print_prepared(manifest, contract.dataset_path(data_dir, "synthetic"))
+    return manifest
+
+
+def _print_prepared(manifest: dict, path: Path) -> None:
+    c = manifest["counts"]
+    console.print(
+        f"prepared [bold]{manifest['name']}[/]: {c['users']:,} users, {c['items']:,} items, "
+        f"{c['categories']:,} categories, {c['behaviours']:,} behaviours -> "
+        f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples"
+    )
+    if c.get("dropped_users"):
+        console.print(f"dropped {c['dropped_users']:,} users with fewer than "
+                      f"{manifest['protocol']['min_behaviours']} behaviours ({c['dropped_behaviours']:,} rows)")
+    console.print(f"written to {path}")
+
+
+@app.command()
+@user_errors
+def download(
+    name: str = typer.Argument(..., help="Dataset to fetch and prepare. Offline: synthetic."),
+    force: bool = typer.Option(False, "--force", help="Prepare again even if already prepared."),
+    users: Optional[int] = typer.Option(None, help="synthetic: number of users [default: 2500]"),
+    topics: Optional[int] = typer.Option(None, help="synthetic: number of hidden interest topics"),
+    mean_length: Optional[float] = typer.Option(None, help="synthetic: mean behaviours per user"),
+    seed: Optional[int] = typer.Option(None, help="synthetic: generator seed [default: 0]"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Download (or generate) a dataset and prepare it under the DIN sample protocol."""
+    if name != "synthetic":
+        raise DinbenchError(
+            f"unknown dataset '{name}'; known: {', '.join(EMBEDDED)}. "
+            "For your own interactions file use: dinbench import FILE --name NAME"
+        )
+    _synthetic(paths.data_dir(data_dir), force, users=users, topics=topics, mean_length=mean_length, seed=seed)
+
+
+@app.command("import")
+@user_errors
+def import_(
+    file: Path = typer.Argument(..., help="Interactions file: .csv/.tsv (optionally .gz) or .parquet."),
+    name: str = typer.Option(..., "--name", help="Name of the prepared dataset (folder under the data dir)."),
+    user_col: str = typer.Option("user_id", help="Column with the user id."),
+    item_col: str = typer.Option("item_id", help="Column with the item id."),
+    category_col: str = typer.Option("cate_id", help="Column with the item's category; '' for none."),
+    time_col: str = typer.Option("timestamp", help="Column with Unix seconds, dates, or an order key."),
+    sep: Optional[str] = typer.Option(None, help="CSV separator [default: ',' or tab for .tsv]."),
+    min_behaviours: int = typer.Option(4, help="Drop users with fewer behaviours (at least 4)."),
+    negative_seed: int = typer.Option(1234, help="Seed of negative sampling (the paper's code: 1234)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing dataset of that name."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import your own interactions and prepare them under the DIN sample protocol."""
+    from dinbench.sources.interactions import read_interactions
+
+    if not name or any(c in name for c in "/\\:") or name.startswith("."):
+        raise DinbenchError(f"invalid dataset name '{name}': use letters, digits, '-' or '_'")
+    if name in EMBEDDED:
+        raise DinbenchError(f"'{name}' is reserved for the embedded dataset; choose another --name")
+    root = paths.data_dir(data_dir)
+    if contract.is_prepared(root, name) and not force:
+        raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
+    with console.status(f"reading {file}"):
+        raw = read_interactions(file, user_col, item_col, category_col or None, time_col, sep)
+    console.print(f"read {len(raw):,} rows from {file}")
+    source = {"kind": "import", "file": str(Path(file).resolve()), "columns": {
+        "user": user_col, "item": item_col, "category": category_col or None, "time": time_col}}
+    with console.status("preparing samples"):
+        manifest = contract.prepare(raw, name, root, source, seed=negative_seed, min_behaviours=min_behaviours)
+    _print_prepared(manifest, contract.dataset_path(root, name))
+    if manifest["time_unit"] == "order":
+        console.print("time column read as an order key (not Unix seconds): ages are positions")
+
+
+@app.command()
+@user_errors
+def datasets(data_dir: Optional[Path] = DataDir) -> None:
+    """List the known datasets and the prepared ones, with their sizes."""
+    root = paths.data_dir(data_dir)
+    names = dict(EMBEDDED)
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            if (p / contract.MANIFEST).is_file():
+                names.setdefault(p.name, contract.read_manifest(root, p.name).get("source", {}).get("kind", "?"))
+    table = Table(title=f"datasets in {root}")
+    for col in ("name", "status", "users", "items", "categories", "behaviours", "train", "valid", "test", "kind"):
+        table.add_column(col, justify="right" if col in ("users", "items", "categories", "behaviours", "train", "valid", "test") else "left")
+    for name, about in names.items():
+        if contract.is_prepared(root, name):
+            c = contract.read_manifest(root, name).get("counts", {})
+            table.add_row(name, "prepared", *(f"{c.get(k, 0):,}" for k in (
+                "users", "items", "categories", "behaviours", "train_samples", "valid_samples", "test_samples")), about)
+        else:
+            table.add_row(name, "not prepared", *[""] * 7, about)
+    console.print(table)
+
+
+@app.command("poolers")
+def list_poolers() -> None:
+    """List the registered poolers and their variants."""
+    table = Table(title="poolers")
+    table.add_column("name")
+    table.add_column("variants (normalisation)")
+    table.add_column("description")
+    for name, entry in poolers.REGISTRY.items():
+        variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
+        table.add_row(name, variants or "—", escape(entry.cls.description))
+    console.print(table)
+    console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
+
+
+def _load_dataset(root: Path, name: str):
+    if not contract.is_prepared(root, name):
+        if name == "synthetic":
+            console.print("synthetic is not prepared yet: generating it (offline, seeded)")
+            _synthetic(root, force=False)
+        else:
+            raise DinbenchError(
+                f"dataset '{name}' is not prepared in {root}; prepare it with "
+                f"`dinbench import FILE --name {name}` (or `dinbench datasets` to see what exists)"
+            )
+    return contract.load(root, name)
+
+
+@app.command()
+@user_errors
+def run(
+    dataset: str = typer.Option("synthetic", help="Prepared dataset to train on."),
+    pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'."),
+    seeds: int = typer.Option(1, help="Number of seeds (repeats) per pooler."),
+    seed: int = typer.Option(0, help="First seed; runs use seed, seed+1, ..."),
+    epochs: int = typer.Option(10, help="Maximum epochs (early stopping on valid GAUC)."),
+    patience: int = typer.Option(2, help="Epochs without valid improvement before stopping."),
+    batch_size: int = typer.Option(256, help="Training batch size."),
+    embedding_dim: int = typer.Option(32, help="Embedding size per field (item and category)."),
+    max_len: int = typer.Option(50, help="Keep the most recent N behaviours of each history."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    init_std: float = typer.Option(0.01, help="Std of the normal embedding initialisation."),
+    protocol: str = typer.Option("din", help="din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation (as the paper)."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    data_dir: Optional[Path] = DataDir,
+    results_dir: Optional[Path] = ResultsDir,
+) -> None:
+    """Train every pooler x seed on one dataset and write one run record each."""
+    from dinbench.train import RunConfig, train_run
+
+    if seeds < 1:
+        raise DinbenchError(f"--seeds must be at least 1 (got {seeds})")
+    specs = poolers.expand(pooler)
+    base = dict(dataset=dataset, protocol=protocol, epochs=epochs, patience=patience, batch_size=batch_size,
+                embedding_dim=embedding_dim, max_len=max_len, lr=lr, init_std=init_std, device=device)
+    configs = [RunConfig(pooler=p, seed=seed + s, **base) for p in specs for s in range(seeds)]
+    for cfg in configs:
+        cfg.validate()  # every option checked before any work starts
+    from dinbench.train import resolve_device
+    resolve_device(device)
+    root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
+    prepared = _load_dataset(root, dataset)
+    c = prepared.manifest["counts"]
+    console.print(
+        f"dataset [bold]{dataset}[/] ({c['users']:,} users, {c['items']:,} items; "
+        f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples), "
+        f"protocol {protocol}"
+    )
+    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {seeds} seed(s); records go to {out}/")
+    finished: list[Loaded] = []
+    started = time.time()
+    with Progress(
+        TextColumn("[bold]{task.fields[run]}"), TextColumn("{task.description}"), BarColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+    ) as progress:
+        overall = progress.add_task("runs", total=len(configs), run="all")
+        for cfg in configs:
+            label = f"{cfg.pooler} seed {cfg.seed}"
+            task = progress.add_task("", total=1, run=label)
+
+            def on_progress(stage: str, done: int, total: int, task=task) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            run_dir, record = train_run(cfg, prepared, out, progress=on_progress)
+            progress.remove_task(task)
+            progress.advance(overall)
+            t = record["test"]
+            progress.console.print(
+                f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
+                f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json"
+            )
+            finished.append(Loaded(run_dir / "record.json", record))
+    console.print(f"{len(configs)} run(s) done in {time.time() - started:.1f}s")
+    table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.DEFAULT_POOLERS[0])
+    _print_table(table, "results of this run", poolers.DEFAULT_POOLERS[0])
+    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+
+
+def _print_table(table, title: str, baseline: str) -> None:
+    if table.empty:
+        console.print("no completed runs")
+        return
+    show_config = bool(table.groupby("dataset")["config"].nunique().max() > 1)
+    header, rows = report_mod.display_rows(table, show_config)
+    t = Table(title=title, caption=f"mean ± std over seeds; RelaImpr vs {baseline}")
+    for h in header:
+        t.add_column(h, justify="left" if h in ("dataset", "protocol", "config", "pooler") else "right")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+
+
+@app.command()
+@user_errors
+def report(
+    baseline: str = typer.Option("average", help="Pooler that RelaImpr is measured against."),
+    fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(report_mod.FORMATS)}."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the table to this file instead of the screen."),
+    dataset: Optional[str] = typer.Option(None, help="Only this dataset (comma-separated list allowed)."),
+    pooler: Optional[str] = typer.Option(None, help="Only these poolers (comma-separated; name or name:variant)."),
+    results_dir: Optional[Path] = ResultsDir,
+) -> None:
+    """Summarise every run record: mean ± std over seeds of test AUC / GAUC, RelaImpr, speed."""
+    if fmt not in report_mod.FORMATS:
+        raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
+    poolers.parse_spec(baseline)
+    out = paths.results_dir(results_dir)
+    loaded, warnings = load_records(out)
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    runs = report_mod.runs_frame(loaded)
+    if runs.empty:
+        raise DinbenchError(f"no completed run records in {out}/; make some with: dinbench run")
+    if dataset:
+        runs = runs[runs["dataset"].isin([d.strip() for d in dataset.split(",")])]
+    if pooler:
+        wanted = set(poolers.expand(pooler))
+        runs = runs[runs["pooler"].isin(wanted)]
+    if runs.empty:
+        raise DinbenchError("no run records match the --dataset/--pooler filters")
+    table = report_mod.summarize(runs, baseline=baseline)
+    if fmt == "table" and output is None:
+        _print_table(table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
+        return
+    text = report_mod.render(table, "markdown" if fmt == "table" else fmt, baseline)
+    if output is None:
+        console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    else:
+        from dinbench.atomic import write_atomic
+        write_atomic(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        console.print(f"wrote {output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""One exception type for every user-facing failure.
+
+The CLI prints ``DinbenchError`` messages as one line (no traceback) and exits with status 2.
+Messages say what was wrong and what to do about it.
+"""
+
+
+class DinbenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""

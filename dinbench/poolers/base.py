@@ -1,0 +1,57 @@
+"""The pooler interface: the one slot that changes between runs.
+
+A pooler turns a user's behaviour history into one vector, optionally given the candidate:
+
+    query  q     [B, D]     the candidate's embedding (item ⊕ category)
+    keys   k     [B, L, D]  the history's embeddings, oldest first
+    mask         [B, L]     True at real positions; padding may sit anywhere
+    age          [B, L]     target time minus behaviour time (or None)
+    ->  pooled   [B, D]
+        weights  [B, L] or None  (per-position weights, 0 at padding; read by analysis and plots)
+
+Every pooler must give padded positions no influence on the output and stay finite for an empty
+history (all-False mask).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMALIZATIONS = ("none", "softmax")
+
+
+class Pooler(nn.Module):
+    """Base class. Subclasses set ``description`` and implement ``forward``."""
+
+    description: str = ""
+    uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor,
+        age: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+def normalize_scores(scores: torch.Tensor, mask: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Attention scores [B, L] -> weights [B, L], exactly 0 at padding.
+
+    ``softmax``: weights sum to 1 over the real positions (an empty history gets all zeros, not NaN).
+    ``none``: the raw scores at real positions (the DIN paper's choice, which keeps the intensity of
+    interest in the pooled vector's scale).
+    """
+    if normalization == "softmax":
+        filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        return torch.softmax(filled, dim=-1) * mask
+    if normalization == "none":
+        return scores * mask
+    raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+
+
+def weighted_sum(weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """sum_l weights[b, l] * keys[b, l, :]  ->  [B, D]"""
+    return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)

@@ -1,0 +1,287 @@
+"""The prepared-data contract: one module owns what a prepared dataset is on disk.
+
+``datasets/<name>/`` holds
+
+    manifest.json        counts, protocol parameters, source, content fingerprint (written last)
+    behaviours.parquet   user, item, category, time  -- sorted by user then time (stable)
+    items.parquet        item, category, raw_item [, extra item attributes, e.g. synthetic topic]
+    users.parquet        user, raw_user
+    train/valid/test.parquet
+                         user, hist_end, item, category, label -- a sample references its history
+                         as the user's first ``hist_end`` behaviours; nothing is padded on disk
+
+Ids are remapped to 1..N per kind (users, items, categories) with 0 reserved for padding.
+A dataset counts as prepared only when ``manifest.json`` exists and the tables match its
+fingerprint: preparation deletes the manifest first and writes it last, and every table is
+written to a temporary name and renamed, so a crash never leaves a half-written dataset that
+looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dinbench.atomic import write_atomic, write_json_atomic
+from dinbench.errors import DinbenchError
+from dinbench.prepared.protocol import SPLITS, din_samples, user_offsets
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TABLES = ("behaviours", "items", "users", *SPLITS)
+UNKNOWN_CATEGORY = "(unknown)"
+
+
+@dataclass
+class Prepared:
+    """A loaded prepared dataset. Arrays are numpy; tables keep their on-disk columns."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+    behaviours: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    splits: dict[str, pd.DataFrame]
+    user_start: np.ndarray = field(init=False)  # [n_users + 2] row offsets into behaviours
+
+    def __post_init__(self) -> None:
+        self.user_start = user_offsets(self.behaviours["user"].to_numpy(), self.n_users)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.manifest["counts"]["users"])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.manifest["counts"]["categories"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["fingerprint"])
+
+    @property
+    def time_unit(self) -> str:
+        return str(self.manifest.get("time_unit", "order"))
+
+
+def dataset_path(data_dir: Path, name: str) -> Path:
+    return Path(data_dir) / name
+
+
+def is_prepared(data_dir: Path, name: str) -> bool:
+    return (dataset_path(data_dir, name) / MANIFEST).is_file()
+
+
+def read_manifest(data_dir: Path, name: str) -> dict[str, Any]:
+    path = dataset_path(data_dir, name) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DinbenchError(f"cannot read {path}: {exc}; rebuild the dataset") from None
+
+
+def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
+    """sha256 over every numeric column of every table (names, dtypes and bytes), in a fixed order."""
+    h = hashlib.sha256()
+    for name in TABLES:
+        frame = tables[name]
+        for col in frame.columns:
+            values = frame[col].to_numpy()
+            if values.dtype.kind not in "biuf":
+                continue
+            h.update(f"{name}.{col}:{values.dtype.str}:{len(values)};".encode())
+            h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest()
+
+
+def _numeric_time(time: pd.Series) -> tuple[np.ndarray, str]:
+    """Times as int64, and whether they are Unix seconds or only an order key."""
+    if pd.api.types.is_numeric_dtype(time):
+        if time.isna().any():
+            raise DinbenchError("the time column has empty values; fill or drop them first")
+        values = time.to_numpy()
+        if values.dtype.kind == "f":
+            values = np.round(values)
+        values = values.astype(np.int64)
+        # Anything after 1990-01-01 in seconds reads as a Unix timestamp; small values are positions.
+        unit = "seconds" if len(values) and values.min() >= 631_152_000 else "order"
+        return values, unit
+    parsed = pd.to_datetime(time, errors="coerce", utc=True)
+    if parsed.isna().any():
+        bad = time[parsed.isna()].iloc[0]
+        raise DinbenchError(
+            f"the time column holds {int(parsed.isna().sum())} values that are neither numbers nor dates "
+            f"(first: {bad!r}); give Unix seconds, an order key, or ISO dates"
+        )
+    return (parsed.astype("int64") // 1_000_000_000).to_numpy(), "seconds"
+
+
+def prepare(
+    raw: pd.DataFrame,
+    name: str,
+    data_dir: Path,
+    source: dict[str, Any],
+    item_attributes: pd.DataFrame | None = None,
+    seed: int = 1234,
+    min_behaviours: int = 4,
+) -> dict[str, Any]:
+    """Turn raw behaviours into a prepared dataset under ``data_dir/name`` and return its manifest.
+
+    Args:
+        raw: one row per behaviour with columns ``user``, ``item``, ``time`` and optionally
+            ``category`` (raw ids of any type; time as numbers or dates).
+        item_attributes: optional extra per-item columns keyed by raw ``item`` (kept in items.parquet,
+            e.g. the synthetic generator's ground-truth topic).
+        seed: seed of negative sampling (the paper's code uses 1234).
+        min_behaviours: users with fewer behaviours are dropped and counted (at least 4: one train,
+            one valid and one test target need a history before them).
+    """
+    if min_behaviours < 4:
+        raise DinbenchError("min_behaviours must be at least 4 (one train, one valid, one test target)")
+    missing = [c for c in ("user", "item", "time") if c not in raw.columns]
+    if missing:
+        raise DinbenchError(f"behaviours lack the column(s) {', '.join(missing)}")
+    n_raw = len(raw)
+    frame = raw[[c for c in ("user", "item", "category", "time") if c in raw.columns]].copy()
+    key_na = frame["user"].isna() | frame["item"].isna()
+    n_missing_ids = int(key_na.sum())
+    frame = frame[~key_na]
+    times, time_unit = _numeric_time(frame["time"])
+    frame["time"] = times
+    if "category" not in frame.columns:
+        frame["category"] = UNKNOWN_CATEGORY
+    frame["category"] = frame["category"].astype("string").fillna(UNKNOWN_CATEGORY)
+
+    # Stable sort: ties in time keep the order of the input file.
+    frame = frame.sort_values(["user", "time"], kind="stable")
+    sizes = frame.groupby("user", sort=False)["item"].transform("size")
+    keep = sizes >= min_behaviours
+    dropped_users = int(frame.loc[~keep, "user"].nunique())
+    dropped_behaviours = int((~keep).sum())
+    frame = frame[keep]
+    if frame.empty:
+        raise DinbenchError(
+            f"no user has at least {min_behaviours} behaviours ({dropped_users} users, all too short); "
+            "the DIN protocol needs a history before each train, valid and test target"
+        )
+
+    user_codes, user_raw = pd.factorize(frame["user"], sort=True)
+    item_codes, item_raw = pd.factorize(frame["item"], sort=True)
+    users = (user_codes + 1).astype(np.int32)
+    items = (item_codes + 1).astype(np.int32)
+    n_users, n_items = len(user_raw), len(item_raw)
+
+    # An item's category is the one on its first behaviour (in time order); conflicts are counted.
+    first = pd.DataFrame({"item": items, "category": frame["category"].to_numpy()})
+    per_item = first.groupby("item", sort=True)["category"]
+    item_cat_raw = per_item.first()
+    category_conflicts = int((per_item.nunique() > 1).sum())
+    cat_codes, cat_raw = pd.factorize(item_cat_raw, sort=True)
+    item_category = np.zeros(n_items + 1, dtype=np.int32)
+    item_category[item_cat_raw.index.to_numpy()] = cat_codes + 1
+
+    behaviours = pd.DataFrame(
+        {
+            "user": users,
+            "item": items,
+            "category": item_category[items],
+            "time": frame["time"].to_numpy(np.int64),
+        }
+    )
+    items_table = pd.DataFrame(
+        {
+            "item": np.arange(1, n_items + 1, dtype=np.int32),
+            "category": item_category[1:],
+            "raw_item": pd.Index(item_raw).astype(str),
+        }
+    )
+    if item_attributes is not None:
+        attrs = item_attributes.set_index("item")
+        for col in attrs.columns:
+            items_table[col] = attrs[col].reindex(pd.Index(item_raw)).to_numpy()
+    users_table = pd.DataFrame(
+        {"user": np.arange(1, n_users + 1, dtype=np.int32), "raw_user": pd.Index(user_raw).astype(str)}
+    )
+    splits = din_samples(users, items, item_category, n_users, n_items, seed=seed)
+    tables = {"behaviours": behaviours, "items": items_table, "users": users_table, **splits}
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "time_unit": time_unit,
+        "protocol": {
+            "name": "din",
+            "min_behaviours": min_behaviours,
+            "negatives_per_positive": 1,
+            "negative_sampling": "uniform over items the user never interacted with",
+            "negative_seed": seed,
+            "train": "predict b(k+1) from b1..bk, k = 1..n-3",
+            "valid": "predict b(n-1) from b1..b(n-2)",
+            "test": "predict bn from b1..b(n-1)",
+        },
+        "counts": {
+            "input_rows": n_raw,
+            "rows_missing_ids": n_missing_ids,
+            "behaviours": len(behaviours),
+            "users": n_users,
+            "items": n_items,
+            "categories": len(cat_raw),
+            "dropped_users": dropped_users,
+            "dropped_behaviours": dropped_behaviours,
+            "category_conflicts": category_conflicts,
+            **{f"{s}_samples": len(splits[s]) for s in SPLITS},
+        },
+        "categories": [str(c) for c in cat_raw],
+        "fingerprint": fingerprint(tables),
+    }
+    _write(dataset_path(data_dir, name), tables, manifest)
+    return manifest
+
+
+def _write(path: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MANIFEST).unlink(missing_ok=True)  # from here until the end the dataset is "not prepared"
+    for name, frame in tables.items():
+        write_atomic(path / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+    write_json_atomic(path / MANIFEST, manifest)
+
+
+def load(data_dir: Path, name: str, verify: bool = True) -> Prepared:
+    """Load a prepared dataset; refuse one that is missing, from another format, or altered."""
+    path = dataset_path(data_dir, name)
+    if not (path / MANIFEST).is_file():
+        raise DinbenchError(f"dataset '{name}' is not prepared in {path}")
+    manifest = read_manifest(data_dir, name)
+    if manifest.get("format") != FORMAT_VERSION:
+        raise DinbenchError(
+            f"dataset '{name}' was prepared by another dinbench format ({manifest.get('format')}); rebuild it"
+        )
+    try:
+        tables = {t: pd.read_parquet(path / f"{t}.parquet") for t in TABLES}
+    except (OSError, ValueError) as exc:
+        raise DinbenchError(f"dataset '{name}' in {path} is damaged ({exc}); rebuild it") from None
+    if verify and fingerprint(tables) != manifest.get("fingerprint"):
+        raise DinbenchError(f"dataset '{name}' in {path} no longer matches its manifest fingerprint; rebuild it")
+    return Prepared(
+        name=name,
+        path=path,
+        manifest=manifest,
+        behaviours=tables["behaviours"],
+        items=tables["items"],
+        users=tables["users"],
+        splits={s: tables[s] for s in SPLITS},
+    )

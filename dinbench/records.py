@@ -1,0 +1,106 @@
+"""Run records: ``results/<run-id>/record.json``, one per trained model, written atomically.
+
+A run directory is claimed with an exclusive ``mkdir``, so two runs never share one, even when
+started at the same moment in different processes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dinbench.atomic import write_json_atomic
+
+RECORD = "record.json"
+SCHEMA = 1
+
+
+def new_run_dir(results_dir: Path, dataset: str, pooler: str, seed: int) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = pooler.replace(":", "-")
+    while True:
+        path = results_dir / f"{stamp}-{dataset}-{safe}-s{seed}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    path = run_dir / RECORD
+    write_json_atomic(path, record)
+    return path
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("dinbench", "torch", "numpy", "pandas", "pyarrow", "scikit-learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the dinbench source tree, with '+dirty' when it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here, capture_output=True, text=True, timeout=5,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+@dataclass
+class Loaded:
+    path: Path
+    record: dict[str, Any]
+
+
+def load_records(results_dir: Path) -> tuple[list[Loaded], list[str]]:
+    """Every readable record under ``results_dir``, and one warning per file that was skipped."""
+    loaded: list[Loaded] = []
+    warnings: list[str] = []
+    if not results_dir.is_dir():
+        return loaded, warnings
+    for path in sorted(results_dir.glob(f"*/{RECORD}")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"skipped {path}: not a readable record ({exc.__class__.__name__})")
+            continue
+        if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+            warnings.append(f"skipped {path}: not a dinbench record of schema {SCHEMA}")
+            continue
+        loaded.append(Loaded(path, record))
+    return loaded, warnings

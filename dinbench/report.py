@@ -1,0 +1,130 @@
+"""Tables over run records: one row per (dataset, configuration, pooler), mean ± std over seeds.
+
+RelaImpr (DIN paper, Eq. 12) against a baseline pooler of the same dataset and configuration:
+    RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100%
+computed on GAUC (the paper's "AUC" is its user-weighted AUC) and on AUC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dinbench.records import Loaded
+
+FORMATS = ("table", "markdown", "csv", "latex", "json")
+
+
+def config_id(key: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
+    rows = []
+    for item in loaded:
+        r = item.record
+        if r.get("status") != "completed":
+            continue
+        rows.append(
+            {
+                "dataset": r["dataset"]["name"],
+                "fingerprint": r["dataset"]["fingerprint"],
+                "protocol": r["config"].get("protocol", "din"),
+                "config": config_id(r["config_key"]),
+                "pooler": r["pooler"],
+                "seed": r["seed"],
+                "auc": r["test"]["auc"],
+                "gauc": r["test"]["gauc"],
+                "logloss": r["test"]["logloss"],
+                "best_epoch": r["best_epoch"],
+                "rows_per_s": r.get("train_rows_per_s") or np.nan,
+                "wall_seconds": r.get("wall_seconds", np.nan),
+                "run_id": r["run_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def relaimpr(value: float, base: float) -> float:
+    if not np.isfinite(base) or base == 0.5:
+        return float("nan")
+    return ((value - 0.5) / (base - 0.5) - 1.0) * 100.0
+
+
+def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
+    """Aggregate per (dataset, protocol, config, pooler); seeds are the repeats."""
+    if runs.empty:
+        return pd.DataFrame()
+    keys = ["dataset", "protocol", "config", "pooler"]
+    g = runs.groupby(keys, sort=True)
+    table = g.agg(
+        seeds=("seed", "nunique"),
+        auc_mean=("auc", "mean"),
+        auc_std=("auc", "std"),
+        gauc_mean=("gauc", "mean"),
+        gauc_std=("gauc", "std"),
+        logloss_mean=("logloss", "mean"),
+        best_epoch=("best_epoch", "mean"),
+        rows_per_s=("rows_per_s", "mean"),
+        wall_seconds=("wall_seconds", "sum"),
+    ).reset_index()
+    table[["auc_std", "gauc_std"]] = table[["auc_std", "gauc_std"]].fillna(0.0)
+    base = table[table["pooler"].map(lambda p: p.split(":")[0] == baseline.split(":")[0] and (":" not in baseline or p == baseline))]
+    base = base.drop_duplicates(subset=["dataset", "protocol", "config"]).set_index(["dataset", "protocol", "config"])
+    gauc_base = [base["gauc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
+    auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
+    table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
+    table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
+    return table.sort_values(["dataset", "protocol", "config", "gauc_mean"], ascending=[True, True, True, False])
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _pct(x: float) -> str:
+    return "—" if not np.isfinite(x) else f"{x:+.2f}%"
+
+
+def display_rows(table: pd.DataFrame, show_config: bool) -> tuple[list[str], list[list[str]]]:
+    header = ["dataset", "protocol", *(["config"] if show_config else []), "pooler", "seeds",
+              "test AUC", "test GAUC", "RelaImpr (GAUC)", "best epoch", "train rows/s"]
+    rows = []
+    for _, r in table.iterrows():
+        rows.append([
+            r["dataset"], r["protocol"], *([r["config"]] if show_config else []), r["pooler"], str(int(r["seeds"])),
+            _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]), _pct(r["relaimpr_gauc"]),
+            f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
+        ])
+    return header, rows
+
+
+def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
+    """Text of the table in ``fmt`` (markdown, csv, latex, json). ``table`` = rich, done by the CLI."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        table.to_csv(buf, index=False, float_format="%.6f")
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
+    show_config = table.groupby("dataset")["config"].nunique().max() > 1 if not table.empty else False
+    header, rows = display_rows(table, bool(show_config))
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+        lines.append(f"Mean ± std over seeds; RelaImpr against `{baseline}` of the same dataset and configuration.")
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
+        lines = [r"\begin{tabular}{" + "l" * (len(header) - 6) + "r" * 6 + "}", r"\toprule",
+                 " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")

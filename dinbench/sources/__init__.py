@@ -1,0 +1,1 @@
+"""Sources: where behaviours come from before the prepared-data contract takes over."""

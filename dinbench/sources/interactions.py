@@ -1,0 +1,61 @@
+"""``dinbench import``: the user's own interactions file (CSV or Parquet) with a column mapping.
+
+The file needs a user, an item and a time column; a category column is optional (without one every
+item gets the category "(unknown)"). Time may be Unix seconds, any numeric order key (e.g. the
+position in the user's sequence), or dates. The amazon-beauty file in ../shared/data is exactly
+this shape: ``user_id,item_id,cate_id,timestamp`` with timestamp an order key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dinbench.errors import DinbenchError
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def read_interactions(
+    path: Path,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    category_col: str | None = "cate_id",
+    time_col: str = "timestamp",
+    separator: str | None = None,
+) -> pd.DataFrame:
+    """Read ``path`` and return DataFrame[user, item, time (, category)] with the raw values."""
+    path = Path(path)
+    if not path.is_file():
+        raise DinbenchError(f"no such file: {path}")
+    name = path.name.lower()
+    wanted = [c for c in (user_col, item_col, category_col, time_col) if c]
+    try:
+        if name.endswith(PARQUET_SUFFIXES):
+            frame = pd.read_parquet(path)
+        elif name.endswith(CSV_SUFFIXES):
+            sep = separator or ("\t" if ".tsv" in name else ",")
+            frame = pd.read_csv(path, sep=sep, low_memory=False)
+        else:
+            raise DinbenchError(
+                f"cannot tell the format of {path.name}: use a .csv, .tsv (optionally .gz) or .parquet file"
+            )
+    except DinbenchError:
+        raise
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DinbenchError(f"cannot read {path}: {first}") from None
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise DinbenchError(
+            f"{path.name} has no column(s) {', '.join(missing)}; its columns are "
+            f"{', '.join(map(str, frame.columns))} (map them with --user-col/--item-col/--category-col/--time-col)"
+        )
+    if frame.empty:
+        raise DinbenchError(f"{path.name} has no rows")
+    out = pd.DataFrame({"user": frame[user_col], "item": frame[item_col], "time": frame[time_col]})
+    if category_col:
+        out["category"] = frame[category_col]
+    return out
