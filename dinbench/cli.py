@@ -290,7 +290,7 @@ def report(
     """Summarise every run record: mean ± std over seeds of test AUC / GAUC, RelaImpr, speed."""
     if fmt not in report_mod.FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
-    poolers.parse_spec(baseline)
+    baseline = poolers.canonical(baseline)
     out = paths.results_dir(results_dir)
     loaded, warnings = load_records(out)
     for w in warnings:

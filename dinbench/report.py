@@ -57,7 +57,11 @@ def relaimpr(value: float, base: float) -> float:
 
 
 def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
-    """Aggregate per (dataset, protocol, config, pooler); seeds are the repeats."""
+    """Aggregate per (dataset, protocol, config, pooler); seeds are the repeats.
+
+    ``baseline`` is a canonical pooler spec (``average``, ``din:none``); RelaImpr is NaN where the
+    baseline has no runs with the same dataset, protocol and configuration.
+    """
     if runs.empty:
         return pd.DataFrame()
     keys = ["dataset", "protocol", "config", "pooler"]
@@ -74,8 +78,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
         wall_seconds=("wall_seconds", "sum"),
     ).reset_index()
     table[["auc_std", "gauc_std"]] = table[["auc_std", "gauc_std"]].fillna(0.0)
-    base = table[table["pooler"].map(lambda p: p.split(":")[0] == baseline.split(":")[0] and (":" not in baseline or p == baseline))]
-    base = base.drop_duplicates(subset=["dataset", "protocol", "config"]).set_index(["dataset", "protocol", "config"])
+    base = table[table["pooler"] == baseline].set_index(["dataset", "protocol", "config"])
     gauc_base = [base["gauc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
     auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]

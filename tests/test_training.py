@@ -1,0 +1,160 @@
+"""Batches gathered from the behaviour store, and training runs: determinism, records, model selection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dinbench.batches import BehaviourStore, batch_indices
+from dinbench.errors import DinbenchError
+from dinbench.train import RunConfig, train_run
+
+# Small and fast: 4-wide embeddings, a small MLP, a learning rate that moves the metrics in few epochs.
+FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
+
+
+def _user_sequences(p):
+    """user id -> DataFrame of its behaviours in order (built independently of user_start)."""
+    return {int(u): g.reset_index(drop=True) for u, g in p.behaviours.groupby("user", sort=True)}
+
+
+@pytest.mark.parametrize("max_len", [3, 50])
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_gather_returns_the_users_earlier_behaviours(tiny, split, max_len):
+    store = BehaviourStore(tiny)
+    frame = tiny.splits[split]
+    samples = store.samples(frame, max_len)
+    seqs = _user_sequences(tiny)
+    idx = np.random.default_rng(0).permutation(len(samples))[:150]
+    batch = store.gather(samples, idx)
+    B, L = batch.hist_item.shape
+    assert B == len(idx)
+    assert L == max(min(int(frame["hist_end"].iloc[i]), max_len) for i in idx)  # padded to the batch's longest
+    for row, i in enumerate(idx):
+        user, end = int(frame["user"].iloc[i]), int(frame["hist_end"].iloc[i])
+        seq = seqs[user]
+        n = min(end, max_len)
+        hist = seq.iloc[end - n : end]  # most recent max_len before the target, oldest first
+        assert batch.mask[row].tolist() == [True] * n + [False] * (L - n)
+        assert samples.hist_len[i] == n
+        assert batch.hist_item[row, :n].tolist() == hist["item"].tolist()
+        assert batch.hist_category[row, :n].tolist() == hist["category"].tolist()
+        assert (batch.hist_item[row, n:] == 0).all() and (batch.hist_category[row, n:] == 0).all()
+        target_time = int(seq["time"].iloc[end])
+        assert batch.age[row, :n].tolist() == [float(target_time - t) for t in hist["time"]]
+        assert (batch.age[row, n:] == 0).all()
+        assert int(batch.item[row]) == int(frame["item"].iloc[i])
+        assert int(batch.category[row]) == int(frame["category"].iloc[i])
+        assert float(batch.label[row]) == float(frame["label"].iloc[i])
+    # the positive candidate of a sample is the behaviour at hist_end
+    pos = frame[frame["label"] == 1].head(50)
+    for u, e, item in zip(pos["user"], pos["hist_end"], pos["item"]):
+        assert seqs[int(u)]["item"].iloc[int(e)] == item
+    assert (batch.age[batch.mask] >= 0).all()  # Unix seconds: the history is never after its target
+
+
+def test_batch_indices_cover_every_row_once():
+    rng = np.random.default_rng(0)
+    parts = batch_indices(1000, 128, rng)
+    assert [len(p) for p in parts] == [128] * 7 + [104]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(1000))
+    assert np.concatenate(batch_indices(10, 3)).tolist() == list(range(10))  # in order without rng
+
+
+def _run(tiny, tmp_path, **overrides):
+    cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides})
+    return train_run(cfg, tiny, tmp_path / "results")
+
+
+def test_same_seed_gives_identical_metrics(tiny, tmp_path):
+    dir_a, a = _run(tiny, tmp_path, seed=3)
+    dir_b, b = _run(tiny, tmp_path, seed=3)
+    assert dir_a != dir_b
+    assert a["test"] == b["test"]
+    assert [e["valid"] for e in a["epochs"]] == [e["valid"] for e in b["epochs"]]
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    assert a["best_epoch"] == b["best_epoch"]
+    _, c = _run(tiny, tmp_path, seed=4)
+    assert c["test"] != a["test"]
+    assert [e["train_loss"] for e in c["epochs"]] != [e["train_loss"] for e in a["epochs"]]
+
+
+def test_record_contents(tiny, tmp_path):
+    run_dir, record = _run(tiny, tmp_path, seed=1, pooler="average")
+    on_disk = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
+    assert on_disk == json.loads(json.dumps(record))
+    assert on_disk["run_id"] == run_dir.name and run_dir.parent == tmp_path / "results"
+    assert on_disk["status"] == "completed" and on_disk["schema"] == 1
+    cfg = on_disk["config"]
+    assert cfg["pooler"] == "average" and cfg["seed"] == 1 and cfg["epochs"] == 2
+    assert cfg["embedding_dim"] == 4 and cfg["mlp_hidden"] == [16, 8] and cfg["lr"] == 0.03
+    assert on_disk["seed"] == 1 and on_disk["pooler"] == "average"
+    assert on_disk["dataset"]["name"] == "synthetic"
+    assert on_disk["dataset"]["fingerprint"] == tiny.fingerprint
+    assert on_disk["dataset"]["counts"] == tiny.manifest["counts"]
+    versions = on_disk["versions"]
+    for pkg in ("python", "dinbench", "torch", "numpy", "pandas", "scikit-learn"):
+        assert versions[pkg] and versions[pkg] != "not installed", pkg
+    assert isinstance(on_disk["epochs"], list) and [e["epoch"] for e in on_disk["epochs"]] == [1, 2]
+    for e in on_disk["epochs"]:
+        assert math.isfinite(e["train_loss"]) and e["train_seconds"] >= 0
+        assert set(e["valid"]) >= {"auc", "gauc", "logloss"}
+        assert e["valid"]["gauc_users"] + e["valid"]["gauc_skipped_users"] == tiny.n_users
+    assert on_disk["best_epoch"] in (1, 2)
+    test = on_disk["test"]
+    assert set(test) >= {"auc", "gauc", "logloss", "gauc_users", "gauc_skipped_users"}
+    assert 0.0 <= test["auc"] <= 1.0 and 0.0 <= test["gauc"] <= 1.0 and test["logloss"] > 0
+    assert test["gauc_users"] == tiny.n_users  # every user has one positive and one negative in test
+    assert on_disk["train_rows"] == len(tiny.splits["train"])
+    assert on_disk["train_rows_per_s"] > 0 and on_disk["wall_seconds"] > 0
+    assert on_disk["parameters"] > 0 and on_disk["device"] == "cpu"
+    assert "seed" not in on_disk["config_key"] and "pooler" not in on_disk["config_key"]
+
+
+def test_paper_protocol_trains_on_train_plus_valid(tiny, tmp_path):
+    _, record = _run(tiny, tmp_path, protocol="paper", epochs=2)
+    assert record["train_rows"] == len(tiny.splits["train"]) + len(tiny.splits["valid"])
+    assert record["train_rows"] == tiny.manifest["counts"]["train_samples"] + tiny.manifest["counts"]["valid_samples"]
+    assert len(record["epochs"]) == 2
+    assert all("valid" not in e for e in record["epochs"])
+    assert record["best_epoch"] == 2  # no selection: the last epoch
+    assert record["config"]["protocol"] == "paper"
+
+
+def test_best_epoch_is_argmax_of_valid_gauc_and_its_weights_are_tested(tiny, tmp_path):
+    _, full = _run(tiny, tmp_path, pooler="average", epochs=5, patience=10)
+    gaucs = [e["valid"]["gauc"] for e in full["epochs"]]
+    assert len(gaucs) == 5  # patience larger than the epochs: nothing stopped early
+    assert full["best_epoch"] == int(np.argmax(gaucs)) + 1
+    # The test metrics are those of the best epoch's weights: training only up to that epoch
+    # (same seed, so the same weights at that epoch) must give the very same test metrics.
+    _, upto = _run(tiny, tmp_path, pooler="average", epochs=full["best_epoch"], patience=10)
+    assert upto["best_epoch"] == full["best_epoch"]
+    assert upto["test"] == full["test"]
+
+
+def test_early_stopping_after_patience(tiny, tmp_path):
+    _, record = _run(tiny, tmp_path, pooler="average", epochs=8, patience=0)
+    gaucs = [e["valid"]["gauc"] for e in record["epochs"]]
+    best = -math.inf
+    for i, g in enumerate(gaucs):
+        improved = g > best
+        best = max(best, g)
+        if not improved:  # patience 0: the first epoch without improvement is the last
+            assert i == len(gaucs) - 1
+    assert len(gaucs) == 8 or gaucs[-1] <= max(gaucs[:-1])
+    assert record["best_epoch"] == int(np.argmax(gaucs)) + 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(epochs=0), dict(batch_size=0), dict(max_len=0), dict(embedding_dim=0), dict(lr=0.0),
+     dict(patience=-1), dict(protocol="nope"), dict(pooler="nope"), dict(device="tpu")],
+)
+def test_invalid_config_is_refused_before_training(tiny, tmp_path, bad):
+    with pytest.raises(DinbenchError):
+        _run(tiny, tmp_path, **bad)
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
