@@ -103,3 +103,28 @@ def batch_indices(
     """Row indices per batch: a seeded permutation when ``rng`` is given, else in order."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def bucketed_batch_indices(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of rows with similar history lengths (less padding, same rows per epoch).
+
+    The rows are permuted, cut into windows of ``window * batch_size`` rows, each window is sorted by
+    length and cut into batches, and the batches are shuffled. Every row appears exactly once per
+    epoch; which rows share a batch still changes from epoch to epoch and seed to seed.
+    """
+    order = rng.permutation(len(lengths))
+    span = window * batch_size
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def length_sorted_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches for evaluation: rows sorted by history length (scores are written back by index)."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

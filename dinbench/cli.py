@@ -48,7 +48,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except DinbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -294,7 +294,7 @@ def report(
     out = paths.results_dir(results_dir)
     loaded, warnings = load_records(out)
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     runs = report_mod.runs_frame(loaded)
     if runs.empty:
         raise DinbenchError(f"no completed run records in {out}/; make some with: dinbench run")

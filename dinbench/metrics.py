@@ -22,7 +22,7 @@ class GAUC:
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels)
-    if labels.min(initial=0) == labels.max(initial=0):
+    if labels.size == 0 or labels.min() == labels.max():
         return float("nan")
     return float(roc_auc_score(labels, scores))
 

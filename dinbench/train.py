@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore, SampleSet, batch_indices
+from dinbench.batches import (
+    BehaviourStore,
+    SampleSet,
+    batch_indices,
+    bucketed_batch_indices,
+    length_sorted_indices,
+)
 from dinbench.errors import DinbenchError
 from dinbench.metrics import evaluate
 from dinbench.model import CTRModel
@@ -47,6 +53,7 @@ class RunConfig:
     embedding_dim: int = 32  # per field: item and category, so the model works on 2 * 32
     mlp_hidden: tuple[int, ...] = (200, 80)
     max_len: int = 50
+    bucket: bool = False  # batch rows of similar history length together (less padding)
     lr: float = 1e-3
     init_std: float = 0.01
     device: str = "cpu"
@@ -96,7 +103,7 @@ def predict(model: CTRModel, store: BehaviourStore, samples: SampleSet, batch_si
     """Click probabilities for every sample, in order."""
     model.eval()
     out = np.empty(len(samples), dtype=np.float64)
-    for idx in batch_indices(len(samples), batch_size):
+    for idx in length_sorted_indices(samples.hist_len, batch_size):
         logits, _ = model(store.gather(samples, idx).to(device))
         out[idx] = torch.sigmoid(logits).double().cpu().numpy()
     return out
@@ -153,7 +160,10 @@ def train_run(
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        batches = batch_indices(len(train), cfg.batch_size, rng)
+        if cfg.bucket:
+            batches = bucketed_batch_indices(train.hist_len, cfg.batch_size, rng)
+        else:
+            batches = batch_indices(len(train), cfg.batch_size, rng)
         total_loss = 0.0
         for i, idx in enumerate(batches):
             batch = store.gather(train, idx).to(device)

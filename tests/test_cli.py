@@ -128,11 +128,6 @@ def test_corrupt_record_is_skipped_with_a_warning(finished, cli, tmp_path):
     assert "warning" in err and str(victim) in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dinbench bug: report warnings are printed without soft_wrap, so rich breaks a long "
-    "record path across lines (cli.py report(): err_console.print(f'[yellow]warning:[/] {w}'))",
-)
 def test_corrupt_record_warning_is_one_line_naming_the_file(tmp_path, cli):
     invoke, _, _ = cli
     # longer than any terminal: a path this long is always wrapped unless wrapping is off

@@ -183,15 +183,8 @@ def test_import_iso_dates_are_accepted(cli, tmp_path):
 
 
 # pandas < 3 parses dates to nanoseconds, where the conversion happens to be right.
-_DATES_NOT_NS = pd.to_datetime(pd.Series(["2014-06-02"]), utc=True).dtype.unit != "ns"
 
 
-@pytest.mark.xfail(
-    _DATES_NOT_NS,
-    strict=True,
-    reason="dinbench bug (contract._numeric_time): dates are converted with astype('int64') // 10**9, "
-    "which assumes nanosecond resolution; pandas >= 3 parses to microseconds, so times are 1000x too small",
-)
 def test_import_iso_dates_become_unix_seconds(tmp_path):
     raw = amazon_layout(seed=5).rename(columns={"user_id": "user", "item_id": "item", "cate_id": "category"})
     raw["time"] = (pd.Timestamp("2014-06-02") + pd.to_timedelta(raw.pop("timestamp"), unit="D")).astype(str)
@@ -201,11 +194,6 @@ def test_import_iso_dates_become_unix_seconds(tmp_path):
     assert (b.groupby("user")["time"].diff().dropna() == 86_400).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dinbench bug: cli.user_errors prints the message as rich markup, so '[s]' in a column "
-    "name is eaten as a style tag; the message should go through rich.markup.escape",
-)
 def test_import_error_message_keeps_brackets_in_column_names(cli, tmp_path):
     invoke, _, _ = cli
     path = tmp_path / "units.csv"

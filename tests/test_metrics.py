@@ -98,12 +98,6 @@ def test_auc_all_negative_is_nan():
     assert math.isnan(metrics.auc(np.array([]), np.array([])))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dinbench bug: metrics.auc checks labels.min(initial=0) == labels.max(initial=0), which is "
-    "False for all-positive labels, so sklearn is called with one class (warns here, raises ValueError "
-    "on scikit-learn < 1.6, which pyproject allows)",
-)
 def test_auc_all_positive_is_nan_without_calling_sklearn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # sklearn's UndefinedMetricWarning would mean it was called

@@ -118,14 +118,14 @@ def _numeric_time(time: pd.Series) -> tuple[np.ndarray, str]:
         # Anything after 1990-01-01 in seconds reads as a Unix timestamp; small values are positions.
         unit = "seconds" if len(values) and values.min() >= 631_152_000 else "order"
         return values, unit
-    parsed = pd.to_datetime(time, errors="coerce", utc=True)
+    parsed = pd.to_datetime(time, errors="coerce", utc=True, format="ISO8601")
     if parsed.isna().any():
         bad = time[parsed.isna()].iloc[0]
         raise DinbenchError(
             f"the time column holds {int(parsed.isna().sum())} values that are neither numbers nor dates "
             f"(first: {bad!r}); give Unix seconds, an order key, or ISO dates"
         )
-    return (parsed.astype("int64") // 1_000_000_000).to_numpy(), "seconds"
+    return parsed.dt.as_unit("s").astype("int64").to_numpy(), "seconds"
 
 
 def prepare(
@@ -184,7 +184,9 @@ def prepare(
     n_users, n_items = len(user_raw), len(item_raw)
 
     # An item's category is the one on its first behaviour (in time order); conflicts are counted.
-    first = pd.DataFrame({"item": items, "category": frame["category"].to_numpy()})
+    first = pd.DataFrame(
+        {"item": items, "category": frame["category"].to_numpy(), "time": frame["time"].to_numpy()}
+    ).sort_values("time", kind="stable")  # earliest first (ties: user order)
     per_item = first.groupby("item", sort=True)["category"]
     item_cat_raw = per_item.first()
     category_conflicts = int((per_item.nunique() > 1).sum())
