@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dinbench import paths, poolers
 from dinbench import report as report_mod
+from dinbench.config import RunConfig, apply_preset
 from dinbench.errors import DinbenchError
 from dinbench.prepared import contract
 from dinbench.records import Loaded, load_records
@@ -193,6 +194,25 @@ def _load_dataset(root: Path, name: str):
     return contract.load(root, name)
 
 
+_D = RunConfig()
+
+
+def _default(name: str) -> str:
+    value = getattr(_D, name)
+    if isinstance(value, tuple):
+        value = ",".join(map(str, value))
+    return f"(default: {value})"
+
+
+def _ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise DinbenchError(f"{option} takes comma-separated integers like 200,80 (got '{text}')") from None
+
+
 @app.command()
 @user_errors
 def run(
@@ -200,30 +220,62 @@ def run(
     pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'."),
     seeds: int = typer.Option(1, help="Number of seeds (repeats) per pooler."),
     seed: int = typer.Option(0, help="First seed; runs use seed, seed+1, ..."),
-    epochs: int = typer.Option(10, help="Maximum epochs (early stopping on valid GAUC)."),
-    patience: int = typer.Option(2, help="Epochs without valid improvement before stopping."),
-    batch_size: int = typer.Option(256, help="Training batch size."),
-    embedding_dim: int = typer.Option(32, help="Embedding size per field (item and category)."),
-    max_len: int = typer.Option(50, help="Keep the most recent N behaviours of each history."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    init_std: float = typer.Option(0.01, help="Std of the normal embedding initialisation."),
-    protocol: str = typer.Option("din", help="din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation (as the paper)."),
+    preset: str = typer.Option("default", help="Settings bundle: default (tuned, docs/defaults.md) or paper (the DIN paper's). Explicit options win."),
+    protocol: Optional[str] = typer.Option(None, help=f"din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation (as the paper). {_default('protocol')}"),
+    architecture: Optional[str] = typer.Option(None, help=f"ranking (candidate meets history before the MLP) or two-tower (user tower x item tower; candidate-free poolers only). {_default('architecture')}"),
+    attention_groups: Optional[str] = typer.Option(None, help=f"joint: pool item+category embeddings together; separate: items with items, categories with categories. {_default('attention_groups')}"),
+    epochs: Optional[int] = typer.Option(None, help=f"Maximum epochs (early stopping on valid GAUC). {_default('epochs')}"),
+    patience: Optional[int] = typer.Option(None, help=f"Epochs without valid improvement before stopping. {_default('patience')}"),
+    batch_size: Optional[int] = typer.Option(None, help=f"Training batch size. {_default('batch_size')}"),
+    embedding_dim: Optional[int] = typer.Option(None, help=f"Embedding size per field (item and category). {_default('embedding_dim')}"),
+    mlp_hidden: Optional[str] = typer.Option(None, help=f"Hidden sizes of the prediction MLP. {_default('mlp_hidden')}"),
+    mlp_activation: Optional[str] = typer.Option(None, help=f"prelu, dice, sigmoid or relu. {_default('mlp_activation')}"),
+    max_len: Optional[int] = typer.Option(None, help=f"Keep the most recent N behaviours of each history. {_default('max_len')}"),
+    optimizer: Optional[str] = typer.Option(None, help=f"adam or sgd. {_default('optimizer')}"),
+    lr: Optional[float] = typer.Option(None, help=f"Learning rate. {_default('lr')}"),
+    lr_decay_steps: Optional[int] = typer.Option(None, help=f"Multiply the lr by --lr-decay every N steps (0: never). {_default('lr_decay_steps')}"),
+    lr_decay: Optional[float] = typer.Option(None, help=f"Factor of the lr decay. {_default('lr_decay')}"),
+    grad_clip: Optional[float] = typer.Option(None, help=f"Clip the global gradient norm (0: off). {_default('grad_clip')}"),
+    l2_minibatch: Optional[float] = typer.Option(None, help=f"Mini-batch aware L2 on embeddings (DIN paper Eq. 4), its lambda (0: off). {_default('l2_minibatch')}"),
+    init_std: Optional[float] = typer.Option(None, help=f"Std of the normal embedding initialisation. {_default('init_std')}"),
+    bucket: Optional[bool] = typer.Option(None, "--bucket/--no-bucket", help=f"Batch rows of similar history length together. {_default('bucket')}"),
+    half_life: float = typer.Option(5.0, help="time-decay: half-life (positions, or time units with --decay-age time)."),
+    decay_age: str = typer.Option("position", help="time-decay: age by 'position' from the most recent, or by 'time' (dataset time unit)."),
+    learn_decay: bool = typer.Option(False, "--learn-decay", help="time-decay: learn the half-life."),
+    heads: int = typer.Option(4, help="multihead: number of heads (divides 2 x embedding dim)."),
+    attention_hidden: str = typer.Option("80,40", help="din: hidden sizes of the activation unit."),
+    attention_activation: str = typer.Option("sigmoid", help="din: sigmoid (authors' code), prelu, dice or relu."),
+    outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.train import RunConfig, train_run
+    from dinbench.train import check_buildable, resolve_device, train_run
 
     if seeds < 1:
         raise DinbenchError(f"--seeds must be at least 1 (got {seeds})")
     specs = poolers.expand(pooler)
-    base = dict(dataset=dataset, protocol=protocol, epochs=epochs, patience=patience, batch_size=batch_size,
-                embedding_dim=embedding_dim, max_len=max_len, lr=lr, init_std=init_std, device=device)
-    configs = [RunConfig(pooler=p, seed=seed + s, **base) for p in specs for s in range(seeds)]
+    explicit = dict(
+        protocol=protocol, architecture=architecture, attention_groups=attention_groups, epochs=epochs,
+        patience=patience, batch_size=batch_size, embedding_dim=embedding_dim,
+        mlp_hidden=_ints(mlp_hidden, "--mlp-hidden"), mlp_activation=mlp_activation, max_len=max_len,
+        optimizer=optimizer, lr=lr, lr_decay_steps=lr_decay_steps, lr_decay=lr_decay, grad_clip=grad_clip,
+        l2_minibatch=l2_minibatch, init_std=init_std, bucket=bucket,
+    )
+    settings = apply_preset(preset, explicit)
+    pooler_options = dict(
+        half_life=half_life, age_unit=decay_age, learn=learn_decay, heads=heads,
+        hidden=_ints(attention_hidden, "--attention-hidden"), activation=attention_activation, outer=outer_product,
+    )
+    configs = [
+        RunConfig(dataset=dataset, pooler=p, seed=seed + s, device=device, pooler_options=pooler_options, **settings)
+        for p in specs for s in range(seeds)
+    ]
     for cfg in configs:
         cfg.validate()  # every option checked before any work starts
-    from dinbench.train import resolve_device
+    for cfg in {c.pooler: c for c in configs}.values():
+        check_buildable(cfg)
     resolve_device(device)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     prepared = _load_dataset(root, dataset)
@@ -231,9 +283,10 @@ def run(
     console.print(
         f"dataset [bold]{dataset}[/] ({c['users']:,} users, {c['items']:,} items; "
         f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples), "
-        f"protocol {protocol}"
+        f"protocol {configs[0].protocol}"
     )
-    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {seeds} seed(s); records go to {out}/")
+    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {seeds} seed(s), preset {preset}, "
+                  f"{configs[0].architecture}; records go to {out}/")
     finished: list[Loaded] = []
     started = time.time()
     with Progress(
@@ -267,11 +320,11 @@ def _print_table(table, title: str, baseline: str) -> None:
     if table.empty:
         console.print("no completed runs")
         return
-    show_config = bool(table.groupby("dataset")["config"].nunique().max() > 1)
-    header, rows = report_mod.display_rows(table, show_config)
-    t = Table(title=title, caption=f"mean ± std over seeds; RelaImpr vs {baseline}")
+    header, rows, constants = report_mod.display_rows(table)
+    t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
     for h in header:
-        t.add_column(h, justify="left" if h in ("dataset", "protocol", "config", "pooler") else "right")
+        t.add_column(h, justify="left" if h in report_mod.LABEL_COLUMNS else "right",
+                     no_wrap=h in ("test AUC", "test GAUC", "pooler"))
     for r in rows:
         t.add_row(*r)
     console.print(t)

@@ -1,4 +1,4 @@
-"""Tables over run records: one row per (dataset, configuration, pooler), mean ± std over seeds.
+"""Tables over run records: one row per (dataset, configuration, architecture, pooler), mean ± std over seeds.
 
 RelaImpr (DIN paper, Eq. 12) against a baseline pooler of the same dataset and configuration:
     RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100%
@@ -35,6 +35,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "dataset": r["dataset"]["name"],
                 "fingerprint": r["dataset"]["fingerprint"],
                 "protocol": r["config"].get("protocol", "din"),
+                "architecture": r["config"].get("architecture", "ranking"),
                 "config": config_id(r["config_key"]),
                 "pooler": r["pooler"],
                 "seed": r["seed"],
@@ -64,7 +65,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
     """
     if runs.empty:
         return pd.DataFrame()
-    keys = ["dataset", "protocol", "config", "pooler"]
+    keys = ["dataset", "protocol", "config", "architecture", "pooler"]
     g = runs.groupby(keys, sort=True)
     table = g.agg(
         seeds=("seed", "nunique"),
@@ -78,12 +79,16 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
         wall_seconds=("wall_seconds", "sum"),
     ).reset_index()
     table[["auc_std", "gauc_std"]] = table[["auc_std", "gauc_std"]].fillna(0.0)
-    base = table[table["pooler"] == baseline].set_index(["dataset", "protocol", "config"])
-    gauc_base = [base["gauc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
-    auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[["dataset", "protocol", "config"]].values]
+    # The baseline is the same pooler in the same architecture, dataset, protocol and configuration.
+    scope = ["dataset", "protocol", "config", "architecture"]
+    base = table[table["pooler"] == baseline].set_index(scope)
+    gauc_base = [base["gauc_mean"].get(tuple(k), np.nan) for k in table[scope].values]
+    auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[scope].values]
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
     table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
-    return table.sort_values(["dataset", "protocol", "config", "gauc_mean"], ascending=[True, True, True, False])
+    return table.sort_values(
+        ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, False, False]
+    )
 
 
 def _pm(mean: float, std: float) -> str:
@@ -94,17 +99,32 @@ def _pct(x: float) -> str:
     return "—" if not np.isfinite(x) else f"{x:+.2f}%"
 
 
-def display_rows(table: pd.DataFrame, show_config: bool) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "protocol", *(["config"] if show_config else []), "pooler", "seeds",
-              "test AUC", "test GAUC", "RelaImpr (GAUC)", "best epoch", "train rows/s"]
+LABEL_COLUMNS = ("dataset", "protocol", "config", "architecture", "pooler")
+
+
+def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[str, str]]:
+    """Header and formatted rows for human-readable tables.
+
+    Label columns other than dataset and pooler that hold one value for every row are left out
+    and returned as ``constants`` (shown once, under the table), which keeps tables narrow.
+    """
+    labels = [c for c in LABEL_COLUMNS if c in ("dataset", "pooler") or table[c].nunique() > 1]
+    constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
+    header = [*labels, "seeds", "test AUC", "test GAUC", "RelaImpr (GAUC)", "best epoch", "train rows/s"]
     rows = []
     for _, r in table.iterrows():
         rows.append([
-            r["dataset"], r["protocol"], *([r["config"]] if show_config else []), r["pooler"], str(int(r["seeds"])),
+            *(str(r[c]) for c in labels),
+            str(int(r["seeds"])),
             _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]), _pct(r["relaimpr_gauc"]),
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
         ])
-    return header, rows
+    return header, rows, constants
+
+
+def describe_constants(constants: dict[str, str], baseline: str) -> str:
+    parts = [f"{k} {v}" for k, v in constants.items() if k != "config"]
+    return "; ".join(["mean ± std over seeds", f"RelaImpr vs {baseline}", *parts])
 
 
 def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
@@ -115,13 +135,12 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
         return buf.getvalue()
     if fmt == "json":
         return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
-    show_config = table.groupby("dataset")["config"].nunique().max() > 1 if not table.empty else False
-    header, rows = display_rows(table, bool(show_config))
+    header, rows, constants = display_rows(table)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-        lines.append(f"Mean ± std over seeds; RelaImpr against `{baseline}` of the same dataset and configuration.")
+        lines.append(describe_constants(constants, baseline) + ".")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731

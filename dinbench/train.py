@@ -10,9 +10,9 @@ the last epoch.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,57 +29,49 @@ from dinbench.batches import (
     bucketed_batch_indices,
     length_sorted_indices,
 )
+from dinbench.config import PROTOCOLS, RunConfig  # noqa: F401  (re-exported)
 from dinbench.errors import DinbenchError
 from dinbench.metrics import evaluate
 from dinbench.model import CTRModel
+from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
 
-PROTOCOLS = ("din", "paper")
+def pooler_factory(cfg: RunConfig) -> Callable[[int], poolers.Pooler]:
+    """``dim -> pooler`` with those of ``cfg.pooler_options`` that the pooler's constructor takes."""
+    name, _ = poolers.parse_spec(cfg.pooler)
+    accepted = inspect.signature(poolers.REGISTRY[name].cls.__init__).parameters
+    options = {k: v for k, v in cfg.pooler_options.items() if k in accepted}
+    return lambda dim: poolers.build(cfg.pooler, dim, **options)
 
 
-@dataclass
-class RunConfig:
-    """Everything that decides a run's numbers. Defaults: see docs/defaults.md."""
+def build_model(cfg: RunConfig, prepared: Prepared) -> CTRModel:
+    return CTRModel(
+        prepared.n_items,
+        prepared.n_categories,
+        pooler_factory(cfg),
+        embedding_dim=cfg.embedding_dim,
+        mlp_hidden=tuple(cfg.mlp_hidden),
+        init_std=cfg.init_std,
+        architecture=cfg.architecture,
+        attention_groups=cfg.attention_groups,
+        mlp_activation=cfg.mlp_activation,
+    )
 
-    dataset: str = "synthetic"
-    pooler: str = "din:none"
-    seed: int = 0
-    protocol: str = "din"  # din: select epoch on valid; paper: train+valid, fixed epochs, no selection
-    epochs: int = 10  # at most (early stopping on valid GAUC)
-    patience: int = 2
-    batch_size: int = 256
-    eval_batch_size: int = 4096
-    embedding_dim: int = 32  # per field: item and category, so the model works on 2 * 32
-    mlp_hidden: tuple[int, ...] = (200, 80)
-    max_len: int = 50
-    bucket: bool = False  # batch rows of similar history length together (less padding)
-    lr: float = 1e-3
-    init_std: float = 0.01
-    device: str = "cpu"
 
-    def validate(self) -> None:
-        positive = ("epochs", "batch_size", "eval_batch_size", "embedding_dim", "max_len")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise DinbenchError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.patience < 0:
-            raise DinbenchError(f"--patience must be 0 or more (got {self.patience})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise DinbenchError(f"--lr must be a positive number (got {self.lr})")
-        if self.init_std <= 0:
-            raise DinbenchError(f"--init-std must be positive (got {self.init_std})")
-        if self.protocol not in PROTOCOLS:
-            raise DinbenchError(f"unknown protocol '{self.protocol}'; choose from {', '.join(PROTOCOLS)}")
-        self.pooler = poolers.canonical(self.pooler)
+def check_buildable(cfg: RunConfig) -> None:
+    """Build a tiny model from ``cfg`` so bad pooler options fail before any data is touched."""
+    probe = type("Probe", (), {"n_items": 1, "n_categories": 1})()
+    try:
+        build_model(cfg, probe)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise DinbenchError(f"pooler {cfg.pooler}: {exc}") from None
 
-    def selection_key(self) -> dict[str, Any]:
-        """The config without seed, pooler and device: runs that differ only there are comparable."""
-        out = asdict(self)
-        for k in ("seed", "pooler", "device", "eval_batch_size"):
-            out.pop(k)
-        out["mlp_hidden"] = list(out["mlp_hidden"])
-        return out
+
+def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,16 +134,20 @@ def train_run(
     if len(train) == 0:
         raise DinbenchError(f"dataset '{prepared.name}' has no training samples")
 
-    dim = 2 * cfg.embedding_dim
-    model = CTRModel(
-        prepared.n_items,
-        prepared.n_categories,
-        poolers.build(cfg.pooler, dim),
-        embedding_dim=cfg.embedding_dim,
-        mlp_hidden=tuple(cfg.mlp_hidden),
-        init_std=cfg.init_std,
-    ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model = build_model(cfg, prepared).to(device)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = (
+        torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
+        if cfg.lr_decay_steps
+        else None
+    )
+    regularizer = None
+    if cfg.l2_minibatch > 0:
+        regularizer = MiniBatchL2(
+            feature_counts(store.item, train.hist_start, train.hist_len, train.item, prepared.n_items),
+            feature_counts(store.category, train.hist_start, train.hist_len, train.category, prepared.n_categories),
+            cfg.l2_minibatch,
+        ).to(device)
     loss_fn = nn.BCEWithLogitsLoss()
 
     history: list[dict[str, Any]] = []
@@ -169,9 +165,21 @@ def train_run(
             batch = store.gather(train, idx).to(device)
             logits, _ = model(batch)
             loss = loss_fn(logits, batch.label)
+            objective = loss
+            if regularizer is not None:
+                emb = model.embeddings
+                objective = loss + regularizer(
+                    emb.item, emb.category,
+                    torch.cat([batch.item[:, None], batch.hist_item], 1),
+                    torch.cat([batch.category[:, None], batch.hist_category], 1),
+                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total_loss += loss.item() * len(idx)
             if progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 progress(f"epoch {epoch}/{cfg.epochs}", i + 1, len(batches))
@@ -209,8 +217,9 @@ def train_run(
             "source": prepared.manifest.get("source", {}).get("kind"),
         },
         "pooler": cfg.pooler,
+        "architecture": cfg.architecture,
         "seed": cfg.seed,
-        "config": {**asdict(cfg), "mlp_hidden": list(cfg.mlp_hidden)},
+        "config": cfg.to_dict(),
         "config_key": cfg.selection_key(),
         "selection": "best valid GAUC" if valid is not None else "last epoch (paper protocol: no validation split)",
         "epochs": history,
@@ -228,5 +237,3 @@ def train_run(
     return run_dir, record
 
 
-def config_fields() -> list[str]:
-    return [f.name for f in fields(RunConfig)]

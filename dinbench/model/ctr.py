@@ -1,19 +1,32 @@
 """The Embedding&MLP click-through-rate model with a pluggable pooler.
 
-    candidate (item, category)  -> q       [B, D]      D = 2 * embedding_dim
-    history   (items, categories) -> keys  [B, L, D]
-    pooler(q, keys, mask, age)  -> pooled  [B, D], weights [B, L]
-    MLP([q, pooled])            -> logit   [B]
+Ranking (early fusion, the DIN paper's setting):
+
+    candidate (item, category)    -> q       [B, D]      D = 2 * embedding_dim
+    history   (items, categories) -> keys    [B, L, D]
+    pooler(q, keys, mask, age)    -> pooled  [B, D], weights [B, L]
+    MLP([q, pooled])              -> logit   [B]
+
+Two-tower (late fusion, retrieval): the user tower never sees the candidate, so only
+candidate-independent poolers fit; score = <user_tower(pooled), item_tower(q)> + bias.
+
+Attention groups: ``joint`` pools the item ⊕ category embeddings with one pooler (as the paper's
+code does); ``separate`` pools items against items and categories against categories with two
+poolers of width embedding_dim and concatenates (as the paper's Fig. 2 draws it).
 
 The pooler is the only part that changes between runs.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from dinbench.batches import Batch
+from dinbench.config import ARCHITECTURES, ATTENTION_GROUPS
+from dinbench.errors import DinbenchError
 from dinbench.model.embeddings import FeatureEmbeddings
 from dinbench.model.mlp import MLP
 from dinbench.poolers import Pooler
@@ -24,18 +37,58 @@ class CTRModel(nn.Module):
         self,
         n_items: int,
         n_categories: int,
-        pooler: Pooler,
+        make_pooler: Callable[[int], Pooler],
         embedding_dim: int = 32,
         mlp_hidden: tuple[int, ...] = (200, 80),
-        init_std: float = 0.01,
+        init_std: float = 0.1,
+        architecture: str = "ranking",
+        attention_groups: str = "joint",
+        mlp_activation: str = "prelu",
+        tower_dim: int = 64,
     ) -> None:
+        """``make_pooler(dim)`` builds a pooler over keys of width ``dim``."""
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise DinbenchError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")
+        if attention_groups not in ATTENTION_GROUPS:
+            raise DinbenchError(
+                f"unknown attention groups '{attention_groups}'; choose from {', '.join(ATTENTION_GROUPS)}"
+            )
+        self.embedding_dim, self.architecture = embedding_dim, architecture
         self.embeddings = FeatureEmbeddings(n_items, n_categories, embedding_dim, init_std)
-        self.pooler = pooler
-        self.mlp = MLP(2 * self.embeddings.out_dim, mlp_hidden)
+        d = self.embeddings.out_dim
+        widths = [d] if attention_groups == "joint" else [embedding_dim, embedding_dim]
+        self.poolers = nn.ModuleList(make_pooler(w) for w in widths)
+        if architecture == "two-tower" and self.poolers[0].uses_candidate:
+            raise DinbenchError(
+                f"pooler '{type(self.poolers[0]).__name__}' attends to the candidate, which a two-tower "
+                "user tower never sees; use it with --architecture ranking, or pick a candidate-free pooler"
+            )
+        if architecture == "ranking":
+            self.mlp = MLP(2 * d, mlp_hidden, mlp_activation)
+        else:
+            self.user_tower = MLP(d, mlp_hidden, mlp_activation, out_dim=tower_dim)
+            self.item_tower = MLP(d, mlp_hidden, mlp_activation, out_dim=tower_dim)
+            self.bias = nn.Parameter(torch.zeros(()))
+
+    def pool(self, q, keys, mask, age) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if len(self.poolers) == 1:
+            return self.poolers[0](q, keys, mask, age)
+        e = self.embedding_dim
+        parts = [p(q[:, s], keys[:, :, s], mask, age) for p, s in zip(self.poolers, (slice(0, e), slice(e, None)))]
+        pooled = torch.cat([parts[0][0], parts[1][0]], dim=-1)  # [B, D]
+        w = [part[1] for part in parts]
+        weights = None if w[0] is None else (w[0] + w[1]) / 2  # [B, L], mean of the two groups
+        return pooled, weights
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self.embeddings(batch.item, batch.category)  # [B, D]
         keys = self.embeddings(batch.hist_item, batch.hist_category)  # [B, L, D]
-        pooled, weights = self.pooler(q, keys, batch.mask, batch.age)  # [B, D], [B, L]
-        return self.mlp(torch.cat([q, pooled], dim=-1)), weights
+        if self.architecture == "ranking":
+            pooled, weights = self.pool(q, keys, batch.mask, batch.age)  # [B, D], [B, L]
+            return self.mlp(torch.cat([q, pooled], dim=-1)), weights
+        # two-tower: the user side is computed without the candidate
+        pooled, weights = self.pool(torch.zeros_like(q), keys, batch.mask, batch.age)
+        user = self.user_tower(pooled)  # [B, T]
+        item = self.item_tower(q)  # [B, T]
+        return (user * item).sum(-1) + self.bias, weights

@@ -1,22 +1,46 @@
-"""The prediction MLP of the DIN paper's BaseModel: Linear -> PReLU per hidden layer -> 1 logit."""
+"""The prediction MLP of the DIN paper's BaseModel: Linear -> activation per hidden layer -> output.
+
+Activation PReLU by default (the paper's BaseModel); ``dice`` and ``sigmoid`` are the other
+choices the paper and its code use.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+MLP_ACTIVATIONS = ("prelu", "dice", "sigmoid", "relu")
+
+
+def _activation(name: str, size: int) -> nn.Module:
+    if name == "prelu":
+        return nn.PReLU(size)
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "dice":
+        from dinbench.model.activations import Dice
+
+        return Dice(size)
+    raise ValueError(f"unknown activation {name!r}; choose from {', '.join(MLP_ACTIVATIONS)}")
+
 
 class MLP(nn.Module):
-    """[B, in_dim] -> [B] logits. Hidden sizes default to the paper's (200, 80)."""
+    """[B, in_dim] -> [B] logits (``out_dim=1``) or [B, out_dim]. Hidden sizes default to (200, 80)."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...] = (200, 80)) -> None:
+    def __init__(
+        self, in_dim: int, hidden: tuple[int, ...] = (200, 80), activation: str = "prelu", out_dim: int = 1
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for size in hidden:
-            layers += [nn.Linear(in_dim, size), nn.PReLU(size)]
+            layers += [nn.Linear(in_dim, size), _activation(activation, size)]
             in_dim = size
-        layers.append(nn.Linear(in_dim, 1))
+        layers.append(nn.Linear(in_dim, out_dim))
         self.net = nn.Sequential(*layers)
+        self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        y = self.net(x)
+        return y.squeeze(-1) if self.out_dim == 1 else y
