@@ -222,7 +222,7 @@ def run(
     seed: int = typer.Option(0, help="First seed; runs use seed, seed+1, ..."),
     preset: str = typer.Option("default", help="Settings bundle: default (tuned, docs/defaults.md) or paper (the DIN paper's). Explicit options win."),
     protocol: Optional[str] = typer.Option(None, help=f"din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation (as the paper). {_default('protocol')}"),
-    architecture: Optional[str] = typer.Option(None, help=f"ranking (candidate meets history before the MLP) or two-tower (user tower x item tower; candidate-free poolers only). {_default('architecture')}"),
+    architecture: str = typer.Option("ranking", help="ranking (candidate meets history before the MLP), two-tower (user tower x item tower; candidate-free poolers only), or both as 'ranking,two-tower'."),
     attention_groups: Optional[str] = typer.Option(None, help=f"joint: pool item+category embeddings together; separate: items with items, categories with categories. {_default('attention_groups')}"),
     epochs: Optional[int] = typer.Option(None, help=f"Maximum epochs (early stopping on valid GAUC). {_default('epochs')}"),
     patience: Optional[int] = typer.Option(None, help=f"Epochs without valid improvement before stopping. {_default('patience')}"),
@@ -257,7 +257,7 @@ def run(
         raise DinbenchError(f"--seeds must be at least 1 (got {seeds})")
     specs = poolers.expand(pooler)
     explicit = dict(
-        protocol=protocol, architecture=architecture, attention_groups=attention_groups, epochs=epochs,
+        protocol=protocol, attention_groups=attention_groups, epochs=epochs,
         patience=patience, batch_size=batch_size, embedding_dim=embedding_dim,
         mlp_hidden=_ints(mlp_hidden, "--mlp-hidden"), mlp_activation=mlp_activation, max_len=max_len,
         optimizer=optimizer, lr=lr, lr_decay_steps=lr_decay_steps, lr_decay=lr_decay, grad_clip=grad_clip,
@@ -268,10 +268,23 @@ def run(
         half_life=half_life, age_unit=decay_age, learn=learn_decay, heads=heads,
         hidden=_ints(attention_hidden, "--attention-hidden"), activation=attention_activation, outer=outer_product,
     )
-    configs = [
-        RunConfig(dataset=dataset, pooler=p, seed=seed + s, device=device, pooler_options=pooler_options, **settings)
-        for p in specs for s in range(seeds)
-    ]
+    archs = list(dict.fromkeys(a.strip() for a in architecture.split(",") if a.strip()))
+    configs, skipped = [], []
+    for arch in archs:
+        for p in specs:
+            if arch == "two-tower" and poolers.REGISTRY[poolers.parse_spec(p)[0]].cls.uses_candidate:
+                skipped.append(p)
+                continue
+            configs += [
+                RunConfig(dataset=dataset, pooler=p, seed=seed + s, device=device, architecture=arch,
+                          pooler_options=pooler_options, **settings)
+                for s in range(seeds)
+            ]
+    if not configs:
+        raise DinbenchError(
+            f"{', '.join(skipped)} attend(s) to the candidate, which a two-tower user tower never sees; "
+            "use --architecture ranking or a candidate-free pooler (average, sum, max, last, time-decay, none)"
+        )
     for cfg in configs:
         cfg.validate()  # every option checked before any work starts
     for cfg in {c.pooler: c for c in configs}.values():
@@ -286,7 +299,9 @@ def run(
         f"protocol {configs[0].protocol}"
     )
     console.print(f"{len(configs)} run(s): {', '.join(specs)} x {seeds} seed(s), preset {preset}, "
-                  f"{configs[0].architecture}; records go to {out}/")
+                  f"{' and '.join(archs)}; records go to {out}/")
+    if skipped:
+        console.print(f"two-tower skips {', '.join(skipped)}: they attend to the candidate, which the user tower never sees")
     finished: list[Loaded] = []
     started = time.time()
     with Progress(
@@ -295,7 +310,7 @@ def run(
     ) as progress:
         overall = progress.add_task("runs", total=len(configs), run="all")
         for cfg in configs:
-            label = f"{cfg.pooler} seed {cfg.seed}"
+            label = f"{cfg.pooler} seed {cfg.seed}" + (" two-tower" if cfg.architecture == "two-tower" else "")
             task = progress.add_task("", total=1, run=label)
 
             def on_progress(stage: str, done: int, total: int, task=task) -> None:
