@@ -32,7 +32,7 @@ from dinbench.batches import (
 from dinbench.config import PROTOCOLS, RunConfig  # noqa: F401  (re-exported)
 from dinbench.errors import DinbenchError
 from dinbench.metrics import evaluate
-from dinbench.model import CTRModel
+from dinbench.model.ctr import CTRModel
 from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record

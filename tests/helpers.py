@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,3 +37,32 @@ def assert_user_error(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     return err
+
+
+def padded_case(seed: int, batch: int, layout: str, dim: int, width: int = 9, short: int = 5):
+    """Pooler inputs, the same histories twice: right-padded to ``short``, and laid out in ``width``
+    positions (``layout`` right, left or interleaved) with garbage keys at the padded slots.
+    Returns torch query, (keys5, mask5), (keys9, mask9), and numpy lens and real positions per row."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(0, short + 1, size=batch)
+    lens[0] = short  # at least one full row, so the short batch really has width ``short``
+    real = rng.normal(size=(batch, short, dim)).astype(np.float32)
+    keys5 = np.zeros_like(real)
+    mask5 = np.arange(short)[None, :] < lens[:, None]
+    keys5[mask5] = real[mask5]
+    keys9 = (rng.normal(size=(batch, width, dim)) * 50).astype(np.float32)  # garbage everywhere
+    mask9 = np.zeros((batch, width), dtype=bool)
+    positions = []
+    for b, n in enumerate(lens):
+        if layout == "right":
+            pos = np.arange(n)
+        elif layout == "left":
+            pos = np.arange(width - n, width)
+        else:  # interleaved: real positions scattered, order kept
+            pos = np.sort(rng.choice(width, size=n, replace=False))
+        keys9[b, pos] = real[b, :n]
+        mask9[b, pos] = True
+        positions.append(pos)
+    query = rng.normal(size=(batch, dim)).astype(np.float32)
+    t = torch.from_numpy
+    return t(query), (t(keys5), t(mask5)), (t(keys9), t(mask9)), lens, positions

@@ -1,5 +1,5 @@
-"""The Embedding&MLP CTR model: embeddings -> pooler -> MLP."""
+"""The Embedding&MLP CTR model: embeddings -> pooler -> MLP (``dinbench.model.ctr.CTRModel``).
 
-from dinbench.model.ctr import CTRModel
-
-__all__ = ["CTRModel"]
+Deliberately imports nothing: poolers import ``dinbench.model.activations``, and the model imports
+the poolers, so an eager import here would make the two packages import each other.
+"""

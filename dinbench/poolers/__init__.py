@@ -1,17 +1,28 @@
 """The pooler registry: name -> class. A new pooler is one file here plus one line in REGISTRY.
 
 A pooler is addressed on the command line as ``name`` or ``name:variant``; attention poolers take
-their normalisation as the variant (``din:none``, ``din:softmax``).
+their normalisation as the variant (``din:none``, ``din:softmax``). Other constructor options
+(``half_life``, ``activation``, ...) are keyword options of ``build``.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from dinbench.errors import DinbenchError
-from dinbench.poolers.average import AveragePooler
+
 from dinbench.poolers.base import NORMALIZATIONS, Pooler
+from dinbench.poolers.average import AveragePooler
+from dinbench.poolers.bilinear import BilinearPooler
 from dinbench.poolers.din import DINPooler
+from dinbench.poolers.dot import DotPooler
+from dinbench.poolers.last import LastPooler
+from dinbench.poolers.max_pool import MaxPooler
+from dinbench.poolers.multihead import MultiHeadPooler
+from dinbench.poolers.none import NonePooler
+from dinbench.poolers.sum_pool import SumPooler
+from dinbench.poolers.time_decay import TimeDecayPooler
 
 
 @dataclass(frozen=True)
@@ -22,8 +33,16 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {
+    "none": Entry(NonePooler),
+    "last": Entry(LastPooler),
+    "sum": Entry(SumPooler),
     "average": Entry(AveragePooler),
-    "din": Entry(DINPooler, variants=("none", "softmax")),
+    "max": Entry(MaxPooler),
+    "time-decay": Entry(TimeDecayPooler),
+    "dot": Entry(DotPooler, variants=("softmax", "none")),
+    "bilinear": Entry(BilinearPooler, variants=("softmax", "none")),
+    "din": Entry(DINPooler, variants=("none", "softmax")),  # the paper's choice, 'none', is the default
+    "multihead": Entry(MultiHeadPooler, variants=("softmax", "none")),
 }
 
 DEFAULT_POOLERS = ("average", "din")
@@ -64,13 +83,31 @@ def expand(specs: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def build(spec: str, dim: int) -> Pooler:
-    """Instantiate the pooler for ``spec`` over keys of width ``dim``."""
+def option_names(name: str) -> list[str]:
+    """The keyword options a registered pooler's constructor takes (besides dim and the variant)."""
+    params = inspect.signature(REGISTRY[name].cls.__init__).parameters
+    return [p for p in params if p not in ("self", "dim", "normalization")]
+
+
+def build(spec: str, dim: int, **options) -> Pooler:
+    """Instantiate the pooler for ``spec`` over keys of width ``dim``; ``options`` go to its constructor.
+
+    build("time-decay", 64, half_life=10.0); build("din:softmax", 64, activation="dice", outer=True).
+    Unknown options and invalid values raise DinbenchError.
+    """
     name, variant = parse_spec(spec)
-    entry = REGISTRY[name]
-    if variant is None:
-        return entry.cls(dim)
-    return entry.cls(dim, normalization=variant)
+    accepted = option_names(name)
+    for key in options:
+        if key == "normalization" and REGISTRY[name].variants:
+            raise DinbenchError(f"give the normalisation of '{name}' as the variant ({name}:softmax, {name}:none), not as an option")
+        if key not in accepted:
+            raise DinbenchError(f"pooler '{name}' has no option '{key}'; its options: {', '.join(accepted) or 'none'}")
+    if variant is not None:
+        options["normalization"] = variant
+    try:
+        return REGISTRY[name].cls(dim, **options)
+    except ValueError as e:
+        raise DinbenchError(f"pooler '{canonical(spec)}': {e}") from None
 
 
-__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "parse_spec"]
+__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "option_names", "parse_spec"]

@@ -37,8 +37,15 @@ class Pooler(nn.Module):
         raise NotImplementedError
 
 
+def check_normalization(normalization: str) -> str:
+    """Validate a normalisation name at construction time (rather than at the first forward)."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+    return normalization
+
+
 def normalize_scores(scores: torch.Tensor, mask: torch.Tensor, normalization: str) -> torch.Tensor:
-    """Attention scores [B, L] -> weights [B, L], exactly 0 at padding.
+    """Attention scores [B, L] -> weights [B, L], exactly 0 at padding (also [B, H, L] with mask [B, 1, L]).
 
     ``softmax``: weights sum to 1 over the real positions (an empty history gets all zeros, not NaN).
     ``none``: the raw scores at real positions (the DIN paper's choice, which keeps the intensity of

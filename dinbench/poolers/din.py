@@ -4,24 +4,39 @@ A small MLP scores each history item k against the candidate q from [q, k, q - k
 the pooled vector is the weighted sum of the history with those scores. The paper abandons the
 softmax ("to reserve the intensity of user interests"), so the default normalisation is ``none``.
 
-Hidden sizes (80, 40) and sigmoid activations follow the authors' released code.
+Hidden sizes (80, 40) and sigmoid activations follow the authors' released code. Other
+activations: ``prelu`` (one slope per unit), ``relu`` and ``dice`` (the paper's data-adaptive
+PReLU, dinbench.model.activations.Dice; its batch statistics come from real positions only).
 
 The first layer is evaluated in split form, which is the same linear map with less work:
 W [q, k, q-k, q⊙k] = (Wq + Wd) q + (Wk - Wd) k + Wp (q ⊙ k), where the q-part is computed once
 per row instead of once per history position.
+
+``outer=True`` adds the paper's outer-product features vec(q kᵀ) (D*D per position) to the
+first layer's input. Their part of the first layer, Wo vec(q kᵀ) with Wo [H, D*D], is the bilinear
+form qᵀ Wo[h] k per hidden unit h (Wo viewed as [H, D, D]), so it is computed as
+(q Wo) [B, D, H] once per row and then keys @ (q Wo) [B, L, H]: O(B H D² + B L H D) work and no
+[B, L, D*D] tensor. It is initialised as that one wider first layer would be (uniform ±1/√fan_in,
+fan_in = 4D + D²).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from dinbench.poolers.base import Pooler, normalize_scores, weighted_sum
-
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "prelu": nn.PReLU, "relu": nn.ReLU}
+from dinbench.model.activations import ACTIVATIONS, Dice, make_activation
+from dinbench.poolers.base import Pooler, check_normalization, normalize_scores, weighted_sum
 
 
 class DINPooler(Pooler):
+    """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L] (raw scores for 'none').
+
+    Defaults: hidden (80, 40), activation 'sigmoid', normalization 'none', outer False.
+    """
+
     description = "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item"
     uses_candidate = True
 
@@ -31,24 +46,41 @@ class DINPooler(Pooler):
         hidden: tuple[int, ...] = (80, 40),
         activation: str = "sigmoid",
         normalization: str = "none",
+        outer: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        self.dim, self.normalization = dim, normalization
+        if not hidden:
+            raise ValueError("the DIN activation unit needs at least one hidden layer")
+        self.dim, self.activation, self.normalization = dim, activation, check_normalization(normalization)
         sizes = (4 * dim, *hidden)
         self.first = nn.Linear(sizes[0], sizes[1])
-        rest: list[nn.Module] = [ACTIVATIONS[activation]()]
+        # rest = [act, Linear, act, ..., Linear -> 1]: same layout (and state-dict keys) as an nn.Sequential,
+        # but run by an explicit loop so that Dice layers get the mask
+        rest: list[nn.Module] = [make_activation(activation, sizes[1])]
         for a, b in zip(sizes[1:-1], sizes[2:]):
-            rest += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+            rest += [nn.Linear(a, b), make_activation(activation, b)]
         rest.append(nn.Linear(sizes[-1], 1))
-        self.rest = nn.Sequential(*rest)
+        self.rest = nn.ModuleList(rest)
+        self.outer = None
+        if outer:
+            bound = 1.0 / math.sqrt(4 * dim + dim * dim)  # as one Linear over [q, k, q-k, q*k, vec(q kᵀ)]
+            nn.init.uniform_(self.first.weight, -bound, bound)
+            nn.init.uniform_(self.first.bias, -bound, bound)
+            self.outer = nn.Parameter(torch.empty(sizes[1], dim, dim).uniform_(-bound, bound))  # [H, D, D]
 
     def forward(self, query, keys, mask, age=None):
         d = self.dim
         w_q, w_k, w_d, w_p = self.first.weight.split(d, dim=1)  # each [H, D]
         per_row = query @ (w_q + w_d).T + self.first.bias  # [B, H]
         per_pos = keys @ (w_k - w_d).T + (keys * query.unsqueeze(1)) @ w_p.T  # [B, L, H]
-        scores = self.rest(per_pos + per_row.unsqueeze(1)).squeeze(-1)  # [B, L]
-        weights = normalize_scores(scores, mask, self.normalization)
+        if self.outer is not None:
+            q_outer = torch.einsum("bi,hij->bjh", query, self.outer)  # [B, D, H]: q Wo, once per row
+            per_pos = per_pos + keys @ q_outer  # [B, L, H]: sum_ij q_i Wo[h,i,j] k_j
+        h = per_pos + per_row.unsqueeze(1)  # [B, L, H]
+        for layer in self.rest:
+            h = layer(h, mask) if isinstance(layer, Dice) else layer(h)  # Dice: statistics from real positions
+        scores = h.squeeze(-1)  # [B, L]
+        weights = normalize_scores(scores, mask, self.normalization)  # [B, L], 0 at padding
         return weighted_sum(weights, keys), weights

@@ -1,0 +1,27 @@
+"""``last``: the most recent behaviour alone.
+
+Histories are oldest first, so the most recent real behaviour is the real position with the
+largest index, wherever the padding sits (left, right or interleaved).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dinbench.poolers.base import Pooler, weighted_sum
+
+
+class LastPooler(Pooler):
+    """keys [B, L, D], mask [B, L] -> pooled [B, D] = the last real key (0 if empty), weights one-hot [B, L]."""
+
+    description = "the most recent behaviour only (no candidate)"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, query, keys, mask, age=None):
+        pos = torch.arange(mask.shape[1], device=mask.device)  # [L]
+        last = torch.where(mask, pos, -1).max(dim=1, keepdim=True).values  # [B, 1], -1 for an empty row
+        weights = ((pos == last) & mask).to(keys.dtype)  # [B, L] one-hot (all 0 if empty)
+        return weighted_sum(weights, keys), weights

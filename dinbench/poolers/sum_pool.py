@@ -1,0 +1,22 @@
+"""``sum``: the sum of the history embeddings, the DIN paper's BaseModel pooling (candidate-independent).
+
+Unlike ``average``, the pooled vector's scale grows with the history length.
+"""
+
+from __future__ import annotations
+
+from dinbench.poolers.base import Pooler, weighted_sum
+
+
+class SumPooler(Pooler):
+    """keys [B, L, D], mask [B, L] -> pooled [B, D] = sum of the real keys, weights = mask [B, L]."""
+
+    description = "masked sum of the history (the paper's BaseModel; no candidate)"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, query, keys, mask, age=None):
+        weights = mask.to(keys.dtype)  # [B, L], 1 at real positions
+        return weighted_sum(weights, keys), weights
