@@ -13,6 +13,7 @@ import copy
 import inspect
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,16 +110,24 @@ def score(model, store, samples: SampleSet, cfg: RunConfig, device) -> dict[str,
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-def train_run(
-    cfg: RunConfig,
-    prepared: Prepared,
-    results_dir: Path,
-    progress: Progress | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate one run; write and return its record."""
+@dataclass
+class Fitted:
+    """A trained model at its selected epoch, with what the run record needs."""
+
+    model: CTRModel
+    store: BehaviourStore
+    test: SampleSet
+    history: list[dict[str, Any]]
+    best_epoch: int
+    train_rows: int
+    train_rows_per_s: float | None
+    device: torch.device
+
+
+def fit(cfg: RunConfig, prepared: Prepared, progress: Progress | None = None) -> Fitted:
+    """Train one model under ``cfg`` and return it at the epoch chosen by the protocol."""
     cfg.validate()
     device = resolve_device(cfg.device)
-    started = time.time()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
@@ -203,7 +212,23 @@ def train_run(
             best_epoch = epoch
     if best_state is not None:
         model.load_state_dict(best_state)
-    test_metrics = score(model, store, test, cfg, device)
+    return Fitted(
+        model=model, store=store, test=test, history=history, best_epoch=best_epoch, train_rows=len(train),
+        train_rows_per_s=train_rows / train_seconds if train_seconds > 0 else None, device=device,
+    )
+
+
+def train_run(
+    cfg: RunConfig,
+    prepared: Prepared,
+    results_dir: Path,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train and evaluate one run; write and return its record."""
+    started = time.time()
+    fitted = fit(cfg, prepared, progress)
+    test_metrics = score(fitted.model, fitted.store, fitted.test, cfg, fitted.device)
+    model, history, best_epoch, valid = fitted.model, fitted.history, fitted.best_epoch, cfg.protocol != "paper"
 
     run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
     record = {
@@ -221,14 +246,14 @@ def train_run(
         "seed": cfg.seed,
         "config": cfg.to_dict(),
         "config_key": cfg.selection_key(),
-        "selection": "best valid GAUC" if valid is not None else "last epoch (paper protocol: no validation split)",
+        "selection": "best valid GAUC" if valid else "last epoch (paper protocol: no validation split)",
         "epochs": history,
         "best_epoch": best_epoch,
         "test": test_metrics,
-        "train_rows": int(len(train)),
-        "train_rows_per_s": train_rows / train_seconds if train_seconds > 0 else None,
+        "train_rows": int(fitted.train_rows),
+        "train_rows_per_s": fitted.train_rows_per_s,
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "device": str(device),
+        "device": str(fitted.device),
         "wall_seconds": time.time() - started,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         **environment(),
