@@ -10,7 +10,8 @@ PReLU, dinbench.model.activations.Dice; its batch statistics come from real posi
 
 The first layer is evaluated in split form, which is the same linear map with less work:
 W [q, k, q-k, q⊙k] = (Wq + Wd) q + (Wk - Wd) k + Wp (q ⊙ k), where the q-part is computed once
-per row instead of once per history position.
+per row instead of once per history position. The per-position part and the rest of the unit run
+on the real positions only, packed into [N, H] (N = number of real positions in the batch).
 
 ``outer=True`` adds the paper's outer-product features vec(q kᵀ) (D*D per position) to the
 first layer's input. Their part of the first layer, Wo vec(q kᵀ) with Wo [H, D*D], is the bilinear
@@ -74,13 +75,31 @@ class DINPooler(Pooler):
         d = self.dim
         w_q, w_k, w_d, w_p = self.first.weight.split(d, dim=1)  # each [H, D]
         per_row = query @ (w_q + w_d).T + self.first.bias  # [B, H]
-        per_pos = keys @ (w_k - w_d).T + (keys * query.unsqueeze(1)) @ w_p.T  # [B, L, H]
-        if self.outer is not None:
-            q_outer = torch.einsum("bi,hij->bjh", query, self.outer)  # [B, D, H]: q Wo, once per row
-            per_pos = per_pos + keys @ q_outer  # [B, L, H]: sum_ij q_i Wo[h,i,j] k_j
-        h = per_pos + per_row.unsqueeze(1)  # [B, L, H]
-        for layer in self.rest:
-            h = layer(h, mask) if isinstance(layer, Dice) else layer(h)  # Dice: statistics from real positions
-        scores = h.squeeze(-1)  # [B, L]
+        if self.outer is None:
+            scores = self._packed_scores(query, keys, mask, per_row, w_k - w_d, w_p)
+        else:
+            scores = self._padded_scores(query, keys, mask, per_row, w_k - w_d, w_p)
         weights = normalize_scores(scores, mask, self.normalization)  # [B, L], 0 at padding
         return weighted_sum(weights, keys), weights
+
+    def _packed_scores(self, query, keys, mask, per_row, w_key, w_prod):
+        """Score only the real positions: N = mask.sum() rows instead of B * L.
+
+        Histories are mostly shorter than the batch's longest, so this skips the padded positions'
+        share of the unit's MLP, which dominates the model's cost. Padding gets score 0.
+        """
+        b, l = mask.nonzero(as_tuple=True)  # [N], [N]
+        k = keys[b, l]  # [N, D]
+        h = k @ w_key.T + (k * query[b]) @ w_prod.T + per_row[b]  # [N, H]
+        for layer in self.rest:
+            h = layer(h)  # Dice statistics over [N, H]: real positions only, by construction
+        return keys.new_zeros(mask.shape).index_put((b, l), h.squeeze(-1))  # [B, L]
+
+    def _padded_scores(self, query, keys, mask, per_row, w_key, w_prod):
+        """Score every position of [B, L] (used with the outer product, whose per-row factor is [B, D, H])."""
+        per_pos = keys @ w_key.T + (keys * query.unsqueeze(1)) @ w_prod.T  # [B, L, H]
+        q_outer = torch.einsum("bi,hij->bjh", query, self.outer)  # [B, D, H]: q Wo, once per row
+        h = per_pos + keys @ q_outer + per_row.unsqueeze(1)  # [B, L, H]: + sum_ij q_i Wo[h,i,j] k_j
+        for layer in self.rest:
+            h = layer(h, mask) if isinstance(layer, Dice) else layer(h)  # Dice: statistics from real positions
+        return h.squeeze(-1)  # [B, L]
