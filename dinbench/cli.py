@@ -326,8 +326,8 @@ def run(
             )
             finished.append(Loaded(run_dir / "record.json", record))
     console.print(f"{len(configs)} run(s) done in {time.time() - started:.1f}s")
-    table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.DEFAULT_POOLERS[0])
-    _print_table(table, "results of this run", poolers.DEFAULT_POOLERS[0])
+    table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.BASELINE)
+    _print_table(table, "results of this run", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
 
 
@@ -348,7 +348,7 @@ def _print_table(table, title: str, baseline: str) -> None:
 @app.command()
 @user_errors
 def report(
-    baseline: str = typer.Option("average", help="Pooler that RelaImpr is measured against."),
+    baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr is measured against."),
     fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(report_mod.FORMATS)}."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the table to this file instead of the screen."),
     dataset: Optional[str] = typer.Option(None, help="Only this dataset (comma-separated list allowed)."),

@@ -463,7 +463,8 @@ def test_registry_order_variants_and_defaults():
     for name in ("dot", "bilinear", "multihead"):
         assert poolers.canonical(name) == f"{name}:softmax"
     assert poolers.canonical("din") == "din:none"
-    assert poolers.DEFAULT_POOLERS == ("average", "din")
+    assert set(poolers.DEFAULT_POOLERS) <= set(poolers.expand("all"))
+    assert {"average", "din:none", "din:softmax"} <= set(poolers.DEFAULT_POOLERS)
     for name, entry in poolers.REGISTRY.items():
         assert entry.cls.description, name
         params = list(inspect.signature(entry.cls.__init__).parameters)

@@ -45,7 +45,10 @@ REGISTRY: dict[str, Entry] = {
     "multihead": Entry(MultiHeadPooler, variants=("softmax", "none")),
 }
 
-DEFAULT_POOLERS = ("average", "din")
+# What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of
+# pooling without the candidate, and target attention with and without the softmax.
+DEFAULT_POOLERS = ("none", "average", "time-decay", "dot:softmax", "din:none", "din:softmax")
+BASELINE = "average"  # RelaImpr reference of run and report tables
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
