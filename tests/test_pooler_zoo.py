@@ -40,7 +40,7 @@ EXTRAS = [
 CONFIGS = [(spec, {}) for spec in ALL] + EXTRAS
 ATTENTION = ("dot", "bilinear", "din", "multihead")
 # order-free: the output ignores the order of the history (attention poolers here use no age)
-ORDER_FREE = [(s, {}) for s in ALL if s not in ("last", "time-decay")] + [
+ORDER_FREE = [(s, {}) for s in ALL if not poolers.REGISTRY[s.split(":")[0]].cls.uses_order] + [
     ("time-decay", {"age_unit": "time"}),  # the ages move with their positions
     ("din:none", {"activation": "dice"}),
 ]

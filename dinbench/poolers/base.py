@@ -26,6 +26,7 @@ class Pooler(nn.Module):
 
     description: str = ""
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
+    uses_order: bool = False  # True when the output depends on the order of the history positions
 
     def forward(
         self,

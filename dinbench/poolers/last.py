@@ -14,6 +14,7 @@ from dinbench.poolers.base import Pooler, weighted_sum
 class LastPooler(Pooler):
     """keys [B, L, D], mask [B, L] -> pooled [B, D] = the last real key (0 if empty), weights one-hot [B, L]."""
 
+    uses_order = True
     description = "the most recent behaviour only (no candidate)"
 
     def __init__(self, dim: int) -> None:

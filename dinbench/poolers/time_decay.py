@@ -33,6 +33,7 @@ class TimeDecayPooler(Pooler):
     Defaults: half_life 5.0, age_unit 'position', learn False.
     """
 
+    uses_order = True  # with age by position; age by time is order-free
     description = "recency-weighted mean, weight 2^(-age/half_life) (no candidate)"
 
     def __init__(self, dim: int, half_life: float = 5.0, age_unit: str = "position", learn: bool = False) -> None:
