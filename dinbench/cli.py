@@ -322,7 +322,8 @@ def run(
             t = record["test"]
             progress.console.print(
                 f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
-                f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json"
+                f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json",
+                soft_wrap=True,
             )
             finished.append(Loaded(run_dir / "record.json", record))
     console.print(f"{len(configs)} run(s) done in {time.time() - started:.1f}s")
