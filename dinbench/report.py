@@ -78,7 +78,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
         rows_per_s=("rows_per_s", "mean"),
         wall_seconds=("wall_seconds", "sum"),
     ).reset_index()
-    table[["auc_std", "gauc_std"]] = table[["auc_std", "gauc_std"]].fillna(0.0)
+    # one seed: the std stays NaN (undefined), and tables show the mean alone
     # The baseline is the same pooler in the same architecture, dataset, protocol and configuration.
     scope = ["dataset", "protocol", "config", "architecture"]
     base = table[table["pooler"] == baseline].set_index(scope)
@@ -92,7 +92,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
 
 
 def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.4f}" if not np.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
 
 
 def _pct(x: float) -> str:

@@ -1,0 +1,47 @@
+"""report.summarize: means and stds over seeds, RelaImpr against the baseline of the same scope."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from dinbench import report
+
+
+def _runs(rows):
+    base = dict(dataset="d", fingerprint="f", protocol="din", config="c", logloss=0.5, best_epoch=1,
+                rows_per_s=1.0, wall_seconds=1.0, run_id="r")
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_relaimpr_formula_and_scope_by_architecture():
+    runs = _runs([
+        dict(architecture="ranking", pooler="average", seed=0, auc=0.7, gauc=0.7),
+        dict(architecture="ranking", pooler="average", seed=1, auc=0.7, gauc=0.7),
+        dict(architecture="ranking", pooler="din:none", seed=0, auc=0.75, gauc=0.72),
+        dict(architecture="ranking", pooler="din:none", seed=1, auc=0.75, gauc=0.74),
+        dict(architecture="two-tower", pooler="average", seed=0, auc=0.6, gauc=0.6),
+        dict(architecture="two-tower", pooler="sum", seed=0, auc=0.65, gauc=0.65),
+    ])
+    t = report.summarize(runs, baseline="average").set_index(["architecture", "pooler"])
+    din = t.loc[("ranking", "din:none")]
+    assert din["seeds"] == 2 and math.isclose(din["gauc_mean"], 0.73)
+    assert math.isclose(din["gauc_std"], pd.Series([0.72, 0.74]).std())  # sample std over seeds
+    assert math.isclose(din["relaimpr_gauc"], ((0.73 - 0.5) / (0.7 - 0.5) - 1) * 100)
+    # two-tower rows are compared with two-tower average, not with ranking average
+    assert math.isclose(t.loc[("two-tower", "sum")]["relaimpr_gauc"], ((0.65 - 0.5) / (0.6 - 0.5) - 1) * 100)
+    assert t.loc[("ranking", "average")]["relaimpr_gauc"] == 0.0
+
+
+def test_one_seed_has_no_std_and_tables_show_the_mean_alone():
+    runs = _runs([dict(architecture="ranking", pooler="average", seed=0, auc=0.7, gauc=0.71)])
+    t = report.summarize(runs)
+    assert math.isnan(t["gauc_std"].iloc[0])
+    text = report.render(t, "markdown", "average")
+    assert "0.7100 |" in text and "±" not in text.splitlines()[2]
+
+
+def test_missing_baseline_gives_no_relaimpr():
+    runs = _runs([dict(architecture="ranking", pooler="din:none", seed=0, auc=0.7, gauc=0.7)])
+    assert math.isnan(report.summarize(runs, baseline="average")["relaimpr_gauc"].iloc[0])
