@@ -71,10 +71,15 @@ def git_commit() -> str | None:
         return None
 
 
+# Read once, when the code is loaded: a record must name the commit of the code that trained it,
+# even if the checkout moves on while a long run is going.
+_GIT_COMMIT_AT_START = git_commit()
+
+
 def environment() -> dict[str, Any]:
     return {
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": _GIT_COMMIT_AT_START,
         "platform": platform.platform(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cpu_count": os.cpu_count(),
