@@ -37,8 +37,8 @@ err_console = Console(stderr=True)
 
 EMBEDDED = {"synthetic": "embedded"}
 
-DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder [default: ./datasets or ${paths.DATA_ENV}]")
-ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder [default: ./results or ${paths.RESULTS_ENV}]")
+DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder (default: ./datasets or ${paths.DATA_ENV})")
+ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder (default: ./results or ${paths.RESULTS_ENV})")
 
 
 def user_errors(fn):
@@ -92,10 +92,10 @@ def _print_prepared(manifest: dict, path: Path) -> None:
 def download(
     name: str = typer.Argument(..., help="Dataset to fetch and prepare. Offline: synthetic."),
     force: bool = typer.Option(False, "--force", help="Prepare again even if already prepared."),
-    users: Optional[int] = typer.Option(None, help="synthetic: number of users [default: 2500]"),
-    topics: Optional[int] = typer.Option(None, help="synthetic: number of hidden interest topics"),
-    mean_length: Optional[float] = typer.Option(None, help="synthetic: mean behaviours per user"),
-    seed: Optional[int] = typer.Option(None, help="synthetic: generator seed [default: 0]"),
+    users: Optional[int] = typer.Option(None, help="synthetic: number of users (default: 2500)"),
+    topics: Optional[int] = typer.Option(None, help="synthetic: number of hidden interest topics (default: 50)"),
+    mean_length: Optional[float] = typer.Option(None, help="synthetic: mean behaviours per user (default: 24)"),
+    seed: Optional[int] = typer.Option(None, help="synthetic: generator seed (default: 0)"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Download (or generate) a dataset and prepare it under the DIN sample protocol."""
@@ -116,7 +116,7 @@ def import_(
     item_col: str = typer.Option("item_id", help="Column with the item id."),
     category_col: str = typer.Option("cate_id", help="Column with the item's category; '' for none."),
     time_col: str = typer.Option("timestamp", help="Column with Unix seconds, dates, or an order key."),
-    sep: Optional[str] = typer.Option(None, help="CSV separator [default: ',' or tab for .tsv]."),
+    sep: Optional[str] = typer.Option(None, help="CSV separator (default: ',' or tab for .tsv)."),
     min_behaviours: int = typer.Option(4, help="Drop users with fewer behaviours (at least 4)."),
     negative_seed: int = typer.Option(1234, help="Seed of negative sampling (the paper's code: 1234)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing dataset of that name."),
