@@ -110,6 +110,14 @@ def score(model, store, samples: SampleSet, cfg: RunConfig, device) -> dict[str,
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(f"training loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
 @dataclass
 class Fitted:
     """A trained model at its selected epoch, with what the run record needs."""
@@ -189,7 +197,10 @@ def fit(cfg: RunConfig, prepared: Prepared, progress: Progress | None = None) ->
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total_loss += loss.item() * len(idx)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Diverged(epoch, i + 1, value)
+            total_loss += value * len(idx)
             if progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 progress(f"epoch {epoch}/{cfg.epochs}", i + 1, len(batches))
         seconds = time.perf_counter() - t0
@@ -224,9 +235,26 @@ def train_run(
     results_dir: Path,
     progress: Progress | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate one run; write and return its record."""
+    """Train and evaluate one run; write and return its record.
+
+    A run whose loss turns NaN or infinite stops at once: its record is written with status
+    ``failed`` and the reason (``report`` never shows it as a result), and DinbenchError says so.
+    """
     started = time.time()
-    fitted = fit(cfg, prepared, progress)
+    try:
+        fitted = fit(cfg, prepared, progress)
+    except Diverged as exc:
+        run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
+        write_record(run_dir, {
+            "schema": SCHEMA, "run_id": run_dir.name, "status": "failed", "reason": str(exc),
+            "dataset": {"name": prepared.name, "fingerprint": prepared.fingerprint},
+            "pooler": cfg.pooler, "architecture": cfg.architecture, "seed": cfg.seed, "config": cfg.to_dict(),
+            "wall_seconds": time.time() - started, **environment(),
+        })
+        raise DinbenchError(
+            f"{cfg.pooler} seed {cfg.seed}: {exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5. "
+            f"Record marked failed: {run_dir / 'record.json'}"
+        ) from None
     test_metrics = score(fitted.model, fitted.store, fitted.test, cfg, fitted.device)
     model, history, best_epoch, valid = fitted.model, fitted.history, fitted.best_epoch, cfg.protocol != "paper"
 

@@ -158,3 +158,17 @@ def test_invalid_config_is_refused_before_training(tiny, tmp_path, bad):
     with pytest.raises(DinbenchError):
         _run(tiny, tmp_path, **bad)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_nan_loss_stops_the_run_and_marks_the_record_failed(tiny, tmp_path):
+    results = tmp_path / "results"
+    with pytest.raises(DinbenchError, match=r"epoch 1, step \d+.*--lr.*failed"):
+        train_run(RunConfig(pooler="average", epochs=3, **{**FAST, "lr": 1e30}), tiny, results)
+    (record_path,) = results.glob("*/record.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "failed" and ("nan" in record["reason"] or "inf" in record["reason"])
+    from dinbench.records import load_records
+    from dinbench.report import runs_frame
+
+    loaded, _ = load_records(results)
+    assert runs_frame(loaded).empty  # a failed run is never reported as a result
