@@ -31,7 +31,8 @@ import pandas as pd
 
 from dinbench.atomic import write_atomic, write_json_atomic
 from dinbench.errors import DinbenchError
-from dinbench.prepared.protocol import SPLITS, din_samples, user_offsets
+from dinbench.prepared.builders import DinProtocol, SampleBuilder, SortedBehaviours
+from dinbench.prepared.protocol import SPLITS, user_offsets
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -136,6 +137,8 @@ def prepare(
     item_attributes: pd.DataFrame | None = None,
     seed: int = 1234,
     min_behaviours: int = 4,
+    builder: SampleBuilder | None = None,
+    behaviour_columns: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Turn raw behaviours into a prepared dataset under ``data_dir/name`` and return its manifest.
 
@@ -147,14 +150,19 @@ def prepare(
         seed: seed of negative sampling (the paper's code uses 1234).
         min_behaviours: users with fewer behaviours are dropped and counted (at least 4: one train,
             one valid and one test target need a history before them).
+        builder: how samples are made from the sorted behaviours (default: the DIN protocol with
+            ``seed`` and ``min_behaviours``; a builder brings its own, see ``builders.py``).
+        behaviour_columns: extra numeric raw columns kept in behaviours.parquet (e.g. MovieLens ``rating``).
     """
-    if min_behaviours < 4:
-        raise DinbenchError("min_behaviours must be at least 4 (one train, one valid, one test target)")
-    missing = [c for c in ("user", "item", "time") if c not in raw.columns]
+    if builder is None:
+        builder = DinProtocol(seed=seed, min_behaviours=min_behaviours)
+    min_behaviours = builder.min_behaviours
+    missing = [c for c in ("user", "item", "time", *builder.extra_columns, *behaviour_columns) if c not in raw.columns]
     if missing:
         raise DinbenchError(f"behaviours lack the column(s) {', '.join(missing)}")
     n_raw = len(raw)
-    frame = raw[[c for c in ("user", "item", "category", "time") if c in raw.columns]].copy()
+    carried = tuple(dict.fromkeys((*builder.extra_columns, *behaviour_columns)))
+    frame = raw[[c for c in ("user", "item", "category", "time", *carried) if c in raw.columns]].copy()
     key_na = frame["user"].isna() | frame["item"].isna()
     n_missing_ids = int(key_na.sum())
     frame = frame[~key_na]
@@ -174,7 +182,7 @@ def prepare(
     if frame.empty:
         raise DinbenchError(
             f"no user has at least {min_behaviours} behaviours ({dropped_users} users, all too short); "
-            "the DIN protocol needs a history before each train, valid and test target"
+            f"the {builder.describe()['name']} protocol needs a history before each train, valid and test target"
         )
 
     user_codes, user_raw = pd.factorize(frame["user"], sort=True)
@@ -202,6 +210,8 @@ def prepare(
             "time": frame["time"].to_numpy(np.int64),
         }
     )
+    for col in behaviour_columns:
+        behaviours[col] = frame[col].to_numpy()
     items_table = pd.DataFrame(
         {
             "item": np.arange(1, n_items + 1, dtype=np.int32),
@@ -216,7 +226,13 @@ def prepare(
     users_table = pd.DataFrame(
         {"user": np.arange(1, n_users + 1, dtype=np.int32), "raw_user": pd.Index(user_raw).astype(str)}
     )
-    splits = din_samples(users, items, item_category, n_users, n_items, seed=seed)
+    splits = builder.build(
+        SortedBehaviours(
+            users=users, items=items, item_category=item_category, n_users=n_users, n_items=n_items,
+            extra={c: frame[c].to_numpy() for c in builder.extra_columns},
+        )
+    )
+    del frame
     tables = {"behaviours": behaviours, "items": items_table, "users": users_table, **splits}
 
     manifest: dict[str, Any] = {
@@ -225,16 +241,7 @@ def prepare(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "source": source,
         "time_unit": time_unit,
-        "protocol": {
-            "name": "din",
-            "min_behaviours": min_behaviours,
-            "negatives_per_positive": 1,
-            "negative_sampling": "uniform over items the user never interacted with",
-            "negative_seed": seed,
-            "train": "predict b(k+1) from b1..bk, k = 1..n-3",
-            "valid": "predict b(n-1) from b1..b(n-2)",
-            "test": "predict bn from b1..b(n-1)",
-        },
+        "protocol": builder.describe(),
         "counts": {
             "input_rows": n_raw,
             "rows_missing_ids": n_missing_ids,
@@ -246,6 +253,7 @@ def prepare(
             "dropped_behaviours": dropped_behaviours,
             "category_conflicts": category_conflicts,
             **{f"{s}_samples": len(splits[s]) for s in SPLITS},
+            **builder.counts(splits),
         },
         "categories": [str(c) for c in cat_raw],
         "fingerprint": fingerprint(tables),
