@@ -83,28 +83,40 @@ def _print_prepared(manifest: dict, path: Path) -> None:
     )
     if c.get("dropped_users"):
         console.print(f"dropped {c['dropped_users']:,} users with fewer than "
-                      f"{manifest['protocol']['min_behaviours']} behaviours ({c['dropped_behaviours']:,} rows)")
+                      f"{manifest['protocol'].get('min_behaviours', '?')} behaviours ({c['dropped_behaviours']:,} rows)")
     console.print(f"written to {path}")
 
 
 @app.command()
 @user_errors
 def download(
-    name: str = typer.Argument(..., help="Dataset to fetch and prepare. Offline: synthetic."),
-    force: bool = typer.Option(False, "--force", help="Prepare again even if already prepared."),
+    name: str = typer.Argument(..., help="Dataset to fetch and prepare: synthetic (offline) or one of `dinbench datasets` (amazon-electronics, movielens-20m, ...)."),
+    force: bool = typer.Option(False, "--force", help="Download (real data) and prepare again even if already done."),
+    from_path: Optional[Path] = typer.Option(None, "--from", help="Use files you already have (a file, the folder holding them, or the MovieLens zip); no network."),
+    url: Optional[list[str]] = typer.Option(None, "--url", help="Download from here instead (a file URL, or a folder URL ending in '/'); repeatable."),
+    skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines", help="Amazon: skip and count malformed lines instead of stopping at the first."),
+    protocol_seed: int = typer.Option(1234, "--protocol-seed", help="Real data: seed of negative sampling (Amazon, Taobao) or of the user split (MovieLens)."),
+    valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="MovieLens: share of the training users kept for validation."),
+    positive: str = typer.Option("pv", "--positive", help="Taobao: pv (page views are sequence and targets) or buy (buys are the targets)."),
     users: Optional[int] = typer.Option(None, help="synthetic: number of users (default: 2500)"),
     topics: Optional[int] = typer.Option(None, help="synthetic: number of hidden interest topics (default: 50)"),
     mean_length: Optional[float] = typer.Option(None, help="synthetic: mean behaviours per user (default: 24)"),
     seed: Optional[int] = typer.Option(None, help="synthetic: generator seed (default: 0)"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
-    """Download (or generate) a dataset and prepare it under the DIN sample protocol."""
-    if name != "synthetic":
-        raise DinbenchError(
-            f"unknown dataset '{name}'; known: {', '.join(EMBEDDED)}. "
-            "For your own interactions file use: dinbench import FILE --name NAME"
-        )
-    _synthetic(paths.data_dir(data_dir), force, users=users, topics=topics, mean_length=mean_length, seed=seed)
+    """Download (or generate) a dataset and prepare it under its paper protocol."""
+    if name == "synthetic":
+        _synthetic(paths.data_dir(data_dir), force, users=users, topics=topics, mean_length=mean_length, seed=seed)
+        return
+    from dinbench.sources import fetch, registry
+
+    spec = registry.get(name)
+    root = paths.data_dir(data_dir)
+    opts = fetch.Options(from_path=from_path, urls=list(url or []), force=force, skip_bad_lines=skip_bad_lines,
+                         seed=protocol_seed, valid_fraction=valid_fraction, positive=positive)
+    manifest = fetch.obtain(spec, root, opts, console)
+    if manifest is not None:
+        _print_prepared(manifest, contract.dataset_path(root, name))
 
 
 @app.command("import")
@@ -225,7 +237,7 @@ def run(
     architecture: str = typer.Option("ranking", help="ranking (candidate meets history before the MLP), two-tower (user tower x item tower; candidate-free poolers only), or both as 'ranking,two-tower'."),
     attention_groups: Optional[str] = typer.Option(None, help=f"joint: pool item+category embeddings together; separate: items with items, categories with categories. {_default('attention_groups')}"),
     epochs: Optional[int] = typer.Option(None, help=f"Maximum epochs (early stopping on valid GAUC). {_default('epochs')}"),
-    patience: Optional[int] = typer.Option(None, help=f"Epochs without valid improvement before stopping. {_default('patience')}"),
+    patience: Optional[int] = typer.Option(None, help=f"Epochs without valid improvement tolerated before stopping (0: stop at the first). {_default('patience')}"),
     batch_size: Optional[int] = typer.Option(None, help=f"Training batch size. {_default('batch_size')}"),
     embedding_dim: Optional[int] = typer.Option(None, help=f"Embedding size per field (item and category). {_default('embedding_dim')}"),
     mlp_hidden: Optional[str] = typer.Option(None, help=f"Hidden sizes of the prediction MLP. {_default('mlp_hidden')}"),

@@ -49,7 +49,7 @@ class RunConfig:
     seed: int = 0
     protocol: str = "din"  # din: select epoch on valid; paper: train+valid, fixed epochs, no selection
     epochs: int = 10  # at most (early stopping on valid GAUC)
-    patience: int = 2
+    patience: int = 2  # epochs without valid improvement tolerated; the next one stops training
     batch_size: int = 256
     eval_batch_size: int = 4096
     embedding_dim: int = 32  # per field: item and category, so the model works on 2 * 32

@@ -38,6 +38,7 @@ from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
 
+
 def pooler_factory(cfg: RunConfig) -> Callable[[int], poolers.Pooler]:
     """``dim -> pooler`` with those of ``cfg.pooler_options`` that the pooler's constructor takes."""
     name, _ = poolers.parse_spec(cfg.pooler)

@@ -168,3 +168,67 @@ class RatingProtocol:
             out[f"{s}_users"] = int(splits[s]["user"].nunique())
             out[f"{s}_positives"] = int(splits[s]["label"].sum())
         return out
+
+
+@dataclass(frozen=True)
+class TargetProtocol:
+    """The DIN protocol with only some behaviours as targets (e.g. Taobao buys after views).
+
+    Behaviours flagged ``is_target`` (and not first in their user's sequence) are targets: per user
+    the last target is test, the second-to-last valid, earlier ones train; every target gets one
+    uniform negative the user never interacted with. Users with fewer than 3 targets keep their
+    behaviours (they still shape the item set) but give no samples; they are counted.
+    """
+
+    seed: int = 1234
+    target: str = "buy"
+    min_behaviours: int = 1
+    extra_columns: tuple[str, ...] = ("is_target",)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": f"din-{self.target}",
+            "min_behaviours": self.min_behaviours,
+            "targets": f"'{self.target}' behaviours only; history = every earlier behaviour",
+            "min_targets_per_user": 3,
+            "negatives_per_positive": 1,
+            "negative_sampling": "uniform over items the user never interacted with",
+            "negative_seed": self.seed,
+            "train": "every target but the last two of a user",
+            "valid": "the user's second-to-last target",
+            "test": "the user's last target",
+        }
+
+    def build(self, b: SortedBehaviours) -> dict[str, pd.DataFrame]:
+        from dinbench.prepared.protocol import sample_negatives
+
+        start = user_offsets(b.users, b.n_users)
+        pos = np.arange(len(b.users), dtype=np.int64) - start[b.users]
+        rows = np.flatnonzero((np.asarray(b.extra["is_target"]) != 0) & (pos >= 1))
+        t_users = b.users[rows]
+        per_user = np.bincount(t_users, minlength=b.n_users + 1)
+        # rank of each target from the end of its user's targets: 0 = last
+        first_of_user = np.searchsorted(t_users, t_users, side="left")
+        rank_from_end = per_user[t_users] - 1 - (np.arange(len(rows)) - first_of_user)
+        ok = per_user[t_users] >= 3
+        rows, t_users, rank_from_end = rows[ok], t_users[ok], rank_from_end[ok]
+        split = np.where(rank_from_end == 0, 2, np.where(rank_from_end == 1, 1, 0))
+        rng = np.random.default_rng(self.seed)
+        neg = sample_negatives(t_users, b.items, b.users, b.n_items, rng)
+        m = len(rows)
+        out_item = np.empty(2 * m, dtype=np.int32)
+        out_item[0::2], out_item[1::2] = b.items[rows], neg
+        frame = pd.DataFrame(
+            {
+                "user": np.repeat(t_users.astype(np.int32), 2),
+                "hist_end": np.repeat(pos[rows].astype(np.int32), 2),
+                "item": out_item,
+                "category": b.item_category[out_item].astype(np.int32),
+                "label": np.tile(np.array([1, 0], dtype=np.int8), m),
+            }
+        )
+        out_split = np.repeat(split, 2)
+        return {name: frame[out_split == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+
+    def counts(self, splits: dict[str, pd.DataFrame]) -> dict[str, int]:
+        return {"users_with_samples": int(splits["test"]["user"].nunique())}
