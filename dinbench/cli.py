@@ -156,10 +156,69 @@ def import_(
         console.print("time column read as an order key (not Unix seconds): ages are positions")
 
 
+NOUNS = {  # what a behaviour, an item and a category are called in each family
+    "movielens": ("ratings", "movies", "genres (first listed)"),
+    "amazon": ("reviews", "goods", "categories"),
+    "taobao": ("behaviours", "items", "categories"),
+}
+# The DIN paper's Table 2 (and the formats' published counts) for the paper's datasets.
+PAPER_COUNTS = {
+    "amazon-electronics": {"behaviours": 1_689_188, "users": 192_403, "items": 63_001, "categories": 801},
+    "movielens-20m": {"behaviours": 20_000_263, "users": 138_493, "items": 27_278},  # items: movies.csv lists 27,278
+}
+
+
+def _dataset_stats(root: Path, name: str) -> Table:
+    import numpy as np
+    import pandas as pd
+
+    manifest = contract.read_manifest(root, name)
+    c, kind = manifest.get("counts", {}), manifest.get("source", {}).get("kind", "?")
+    beh_noun, item_noun, cat_noun = NOUNS.get(kind, ("behaviours", "items", "categories"))
+    beh = pd.read_parquet(contract.dataset_path(root, name) / "behaviours.parquet", columns=["user", "time"])
+    lengths = np.bincount(beh["user"].to_numpy())[1:]
+    lengths = lengths[lengths > 0]
+    paper = PAPER_COUNTS.get(name, {})
+    table = Table(title=f"{name} ({kind}; protocol {manifest.get('protocol', {}).get('name', '?')})")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    table.add_column("DIN paper", justify="right")
+
+    def row(label: str, value, key: str | None = None) -> None:
+        want = paper.get(key) if key else None
+        mark = "" if want is None else f"{want:,}" + (" ✓" if want == value else " ✗")
+        table.add_row(label, f"{value:,}" if isinstance(value, (int, np.integer)) else str(value), mark)
+
+    row(beh_noun, int(c.get("behaviours", len(beh))), "behaviours")
+    row("users", int(c.get("users", 0)), "users")
+    row(item_noun, int(c.get("items", 0)), "items")
+    row(cat_noun, int(c.get("categories", 0)), "categories")
+    if len(lengths):
+        row(f"{beh_noun} per user (min / median / max)",
+            f"{int(lengths.min()):,} / {float(np.median(lengths)):,.0f} / {int(lengths.max()):,}")
+    if manifest.get("time_unit") == "seconds" and len(beh):
+        t = pd.to_datetime(beh["time"].agg(["min", "max"]), unit="s")
+        row("time span", f"{t.iloc[0]:%Y-%m-%d} to {t.iloc[1]:%Y-%m-%d}")
+    for s in ("train", "valid", "test"):
+        extra = f" ({c[f'{s}_users']:,} users, {c[f'{s}_positives']:,} positive)" if f"{s}_users" in c else ""
+        row(f"{s} samples", f"{int(c.get(f'{s}_samples', 0)):,}{extra}")
+    if c.get("dropped_users"):
+        row("users dropped (too short)", int(c["dropped_users"]))
+    read = manifest.get("source", {}).get("read", {})
+    if "items_unknown_category" in read:
+        row(f"{item_noun} without a meta category", int(read["items_unknown_category"]))
+    return table
+
+
 @app.command()
 @user_errors
-def datasets(data_dir: Optional[Path] = DataDir) -> None:
-    """List the known datasets and the prepared ones, with their sizes."""
+def datasets(
+    stats: bool = typer.Option(False, "--stats", help="Print the counts of every prepared dataset (and the DIN paper's, for its datasets)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """List the prepared datasets and the ones `dinbench download` can fetch; --stats for their counts."""
+    from dinbench.sources import registry
+
     root = paths.data_dir(data_dir)
     names = dict(EMBEDDED)
     if root.is_dir():
@@ -168,7 +227,8 @@ def datasets(data_dir: Optional[Path] = DataDir) -> None:
                 names.setdefault(p.name, contract.read_manifest(root, p.name).get("source", {}).get("kind", "?"))
     table = Table(title=f"datasets in {root}")
     for col in ("name", "status", "users", "items", "categories", "behaviours", "train", "valid", "test", "kind"):
-        table.add_column(col, justify="right" if col in ("users", "items", "categories", "behaviours", "train", "valid", "test") else "left")
+        table.add_column(col, justify="right" if col in ("users", "items", "categories", "behaviours", "train", "valid", "test") else "left",
+                         no_wrap=col == "name")
     for name, about in names.items():
         if contract.is_prepared(root, name):
             c = contract.read_manifest(root, name).get("counts", {})
@@ -177,6 +237,19 @@ def datasets(data_dir: Optional[Path] = DataDir) -> None:
         else:
             table.add_row(name, "not prepared", *[""] * 7, about)
     console.print(table)
+    if stats:
+        for name in names:
+            if contract.is_prepared(root, name):
+                console.print(_dataset_stats(root, name))
+        return
+    more = Table(title="real datasets: dinbench download NAME (--from PATH for files you have)")
+    more.add_column("name")
+    more.add_column("about")
+    for spec in registry.REGISTRY.values():
+        if spec.name not in names:
+            more.add_row(spec.name + (" *" if spec.paper else ""), spec.about)
+    more.caption = "* a dataset of the DIN paper"
+    console.print(more)
 
 
 @app.command("poolers")
@@ -199,6 +272,10 @@ def _load_dataset(root: Path, name: str):
             console.print("synthetic is not prepared yet: generating it (offline, seeded)")
             _synthetic(root, force=False)
         else:
+            from dinbench.sources.registry import REGISTRY
+
+            if name in REGISTRY:
+                raise DinbenchError(f"dataset '{name}' is not prepared in {root}; prepare it with `dinbench download {name}`")
             raise DinbenchError(
                 f"dataset '{name}' is not prepared in {root}; prepare it with "
                 f"`dinbench import FILE --name {name}` (or `dinbench datasets` to see what exists)"

@@ -106,11 +106,18 @@ class RunConfig:
         return out
 
     def selection_key(self) -> dict[str, Any]:
-        """The config without seed, pooler and device: runs that differ only there are comparable."""
-        out = self.to_dict()
-        for k in ("seed", "pooler", "device", "eval_batch_size"):
-            out.pop(k)
-        return out
+        """What makes runs comparable; see ``comparable``."""
+        return comparable(self.to_dict())
+
+
+# Fields that may differ between runs of one comparison: the repeats (seed), what is compared
+# (pooler, architecture; both are columns of the report) and what cannot change the numbers.
+NOT_COMPARED = ("seed", "pooler", "architecture", "device", "eval_batch_size")
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config without the fields in NOT_COMPARED: equal for runs that belong in one table."""
+    return {k: v for k, v in config.items() if k not in NOT_COMPARED}
 
 
 def apply_preset(name: str, explicit: dict[str, Any]) -> dict[str, Any]:

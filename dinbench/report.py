@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinbench.config import comparable
 from dinbench.records import Loaded
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
@@ -36,7 +37,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "fingerprint": r["dataset"]["fingerprint"],
                 "protocol": r["config"].get("protocol", "din"),
                 "architecture": r["config"].get("architecture", "ranking"),
-                "config": config_id(r["config_key"]),
+                "config": config_id(comparable(r["config"])),
                 "pooler": r["pooler"],
                 "seed": r["seed"],
                 "auc": r["test"]["auc"],
