@@ -336,6 +336,7 @@ def run(
     attention_activation: str = typer.Option("sigmoid", help="din: sigmoid (authors' code), prelu, dice or relu."),
     outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice, usually one per core). Use 1 when other jobs share the machine."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
@@ -379,6 +380,12 @@ def run(
     for cfg in {c.pooler: c for c in configs}.values():
         check_buildable(cfg)
     resolve_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise DinbenchError(f"--threads must be at least 1 (got {threads})")
+        import torch
+
+        torch.set_num_threads(threads)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     prepared = _load_dataset(root, dataset)
     c = prepared.manifest["counts"]
