@@ -76,6 +76,15 @@ def git_commit() -> str | None:
 _GIT_COMMIT_AT_START = git_commit()
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+
+
 def environment() -> dict[str, Any]:
     return {
         "versions": package_versions(),
@@ -83,6 +92,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cpu_count": os.cpu_count(),
+        "torch_threads": _torch_threads(),
     }
 
 
