@@ -237,3 +237,19 @@ def test_real_movielens_latest_small(cli):
     # time order, ties by movie id, within every user
     b = p.behaviours
     assert (b.groupby("user")["time"].diff().dropna() >= 0).all()
+
+
+def test_scale_generator_writes_the_real_format(tmp_path):
+    """benchmarks/make_amazon_like.py at a tiny fraction: the Amazon reader takes its pair as it is."""
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT
+
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "make_amazon_like.py"), str(tmp_path / "raw"),
+                    "--fraction", "0.001"], check=True, capture_output=True, timeout=60)
+    m = amazon.prepare((tmp_path / "raw" / "reviews_Electronics_5.json.gz", tmp_path / "raw" / "meta_Electronics.json.gz"),
+                       "like", tmp_path / "data", {"kind": "amazon"})
+    c = m["counts"]
+    assert (c["behaviours"], c["users"], c["items"]) == (1_689, 192, 63)
+    assert m["source"]["read"]["items_unknown_category"] == 0 and c["dropped_users"] == 0
