@@ -31,8 +31,8 @@ app = typer.Typer(
     help="Benchmark user-interest poolers (average, attention, the DIN activation unit) in one CTR model.",
 )
 console = Console()
-if not console.is_terminal and console.width < 120:
-    console.width = 120  # piped output (files, CI logs): keep tables unwrapped
+if not console.is_terminal and console.width < 160:
+    console.width = 160  # piped output (files, CI logs): keep tables unwrapped
 err_console = Console(stderr=True)
 
 EMBEDDED = {"synthetic": "embedded"}

@@ -88,7 +88,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
     table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
     return table.sort_values(
-        ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, False, False]
+        ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, True, False]
     )
 
 
