@@ -42,7 +42,7 @@ ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder (defa
 
 
 def user_errors(fn):
-    """Turn DinbenchError into one line on stderr and exit status 2."""
+    """Turn DinbenchError into one line on stderr and exit status 2 (130 for an interrupted run)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,7 +50,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except DinbenchError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
 
     return wrapper
 
@@ -337,12 +337,16 @@ def run(
     outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice, usually one per core). Use 1 when other jobs share the machine."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.train import check_buildable, resolve_device, train_run
+    from dinbench.train import check_buildable, resolve_device
 
+    if resume is not None:
+        _resume(resume, data_dir, results_dir)
+        return
     if seeds < 1:
         raise DinbenchError(f"--seeds must be at least 1 (got {seeds})")
     specs = poolers.expand(pooler)
@@ -412,20 +416,63 @@ def run(
             def on_progress(stage: str, done: int, total: int, task=task) -> None:
                 progress.update(task, description=stage, completed=done, total=total)
 
-            run_dir, record = train_run(cfg, prepared, out, progress=on_progress)
+            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir)
             progress.remove_task(task)
             progress.advance(overall)
-            t = record["test"]
-            progress.console.print(
-                f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
-                f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json",
-                soft_wrap=True,
-            )
+            _print_finished(progress.console, label, run_dir, record)
             finished.append(Loaded(run_dir / "record.json", record))
     console.print(f"{len(configs)} run(s) done in {time.time() - started:.1f}s")
     table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.BASELINE)
     _print_table(table, "results of this run", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
+
+
+def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir):
+    """train_run, with the exact resume command (folders included) when the run is interrupted."""
+    from dinbench.checkpoint import RunInterrupted
+    from dinbench.train import train_run
+
+    try:
+        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir)
+    except RunInterrupted as exc:
+        command = f"dinbench run --resume {exc.run_dir.name}"
+        if data_dir is not None:
+            command += f" --data-dir {data_dir}"
+        if results_dir is not None:
+            command += f" --results-dir {results_dir}"
+        exc.args = (f"{exc}; record marked interrupted; continue with: {command}",)
+        raise
+
+
+def _print_finished(target: Console, label: str, run_dir: Path, record: dict) -> None:
+    t = record["test"]
+    target.print(
+        f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
+        f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json",
+        soft_wrap=True,
+    )
+
+
+def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) -> None:
+    """Continue an interrupted run from its checkpoint, on the dataset and settings it started with."""
+    from dinbench.train import resume_config
+
+    out = paths.results_dir(results_dir)
+    if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
+        raise DinbenchError(f"invalid run id '{run_id}': give the folder name under {out}/")
+    run_dir = out / run_id
+    cfg, record = resume_config(run_dir)
+    prepared = _load_dataset(paths.data_dir(data_dir), record["dataset"]["name"])
+    console.print(f"resuming {run_id}: {cfg.pooler} seed {cfg.seed} on {prepared.name}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("", total=1)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
+
+        run_dir, record = _train_one(cfg, prepared, out, on_progress, run_dir, data_dir, results_dir)
+    _print_finished(console, f"{cfg.pooler} seed {cfg.seed}", run_dir, record)
 
 
 def _print_table(table, title: str, baseline: str) -> None:

@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dinbench import poolers
+from dinbench import checkpoint, poolers
+from dinbench.checkpoint import RunInterrupted, StopFlag
 from dinbench.batches import (
     BehaviourStore,
     SampleSet,
@@ -133,8 +134,32 @@ class Fitted:
     device: torch.device
 
 
-def fit(cfg: RunConfig, prepared: Prepared, progress: Progress | None = None) -> Fitted:
-    """Train one model under ``cfg`` and return it at the epoch chosen by the protocol."""
+def _training_state(model, optimizer, scheduler, loop: dict[str, Any]) -> dict[str, Any]:
+    """Everything the rest of training depends on, for a checkpoint (see dinbench.checkpoint)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        **loop,
+    }
+
+
+def fit(
+    cfg: RunConfig,
+    prepared: Prepared,
+    progress: Progress | None = None,
+    *,
+    stop: Callable[[], bool] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Fitted:
+    """Train one model under ``cfg`` and return it at the epoch chosen by the protocol.
+
+    ``stop`` is read at every batch boundary; when it returns True the training state is saved to
+    ``checkpoint_dir`` and RunInterrupted is raised. ``resume`` is such a saved state: training
+    continues from it exactly where it stopped.
+    """
     cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -168,18 +193,37 @@ def fit(cfg: RunConfig, prepared: Prepared, progress: Progress | None = None) ->
         ).to(device)
     loss_fn = nn.BCEWithLogitsLoss()
 
-    history: list[dict[str, Any]] = []
-    best_state, best_epoch, best_gauc, stale = None, 0, -math.inf, 0
-    train_seconds, train_rows = 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    loop: dict[str, Any] = {
+        "epoch": 1, "batch": 0, "epoch_rng": None, "epoch_loss": 0.0, "epoch_seconds": 0.0,
+        "history": [], "best_state": None, "best_epoch": 0, "best_gauc": -math.inf, "stale": 0,
+        "train_seconds": 0.0, "train_rows": 0,
+    }
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume["scheduler"] is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["torch_rng"])
+        loop.update({k: resume[k] for k in loop})
+    history = loop["history"]
+    stopped_early = False
+    while loop["epoch"] <= cfg.epochs and not stopped_early:
+        epoch = loop["epoch"]
         model.train()
         t0 = time.perf_counter()
+        if loop["epoch_rng"] is None:  # a fresh epoch (not one resumed mid-way)
+            loop["epoch_rng"] = copy.deepcopy(rng.bit_generator.state)
+        rng.bit_generator.state = loop["epoch_rng"]
         if cfg.bucket:
             batches = bucketed_batch_indices(train.hist_len, cfg.batch_size, rng)
         else:
             batches = batch_indices(len(train), cfg.batch_size, rng)
-        total_loss = 0.0
-        for i, idx in enumerate(batches):
+        for i in range(loop["batch"], len(batches)):
+            if stop is not None and stop():
+                loop["batch"] = i
+                loop["epoch_seconds"] += time.perf_counter() - t0
+                _interrupt(cfg, checkpoint_dir, _training_state(model, optimizer, scheduler, loop))
+            idx = batches[i]
             batch = store.gather(train, idx).to(device)
             logits, _ = model(batch)
             loss = loss_fn(logits, batch.label)
@@ -201,69 +245,50 @@ def fit(cfg: RunConfig, prepared: Prepared, progress: Progress | None = None) ->
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(epoch, i + 1, value)
-            total_loss += value * len(idx)
+            loop["epoch_loss"] += value * len(idx)
             if progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 progress(f"epoch {epoch}/{cfg.epochs}", i + 1, len(batches))
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        train_rows += len(train)
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": total_loss / len(train), "train_seconds": seconds}
+        seconds = loop["epoch_seconds"] + time.perf_counter() - t0
+        loop["train_seconds"] += seconds
+        loop["train_rows"] += len(train)
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": loop["epoch_loss"] / len(train), "train_seconds": seconds}
+        history.append(entry)
         if valid is not None:
             entry["valid"] = score(model, store, valid, cfg, device)
-            history.append(entry)
             gauc_now = entry["valid"]["gauc"]
-            if gauc_now > best_gauc:
-                best_gauc, best_epoch, stale = gauc_now, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+            if gauc_now > loop["best_gauc"]:
+                loop.update(best_gauc=gauc_now, best_epoch=epoch, stale=0,
+                            best_state=copy.deepcopy(model.state_dict()))
             else:
-                stale += 1
-                if stale > cfg.patience:
-                    break
+                loop["stale"] += 1
+                stopped_early = loop["stale"] > cfg.patience
         else:
-            history.append(entry)
-            best_epoch = epoch
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            loop["best_epoch"] = epoch
+        loop.update(epoch=epoch + 1, batch=0, epoch_rng=None, epoch_loss=0.0, epoch_seconds=0.0)
+    if loop["best_state"] is not None:
+        model.load_state_dict(loop["best_state"])
+    train_seconds = loop["train_seconds"]
     return Fitted(
-        model=model, store=store, test=test, history=history, best_epoch=best_epoch, train_rows=len(train),
-        train_rows_per_s=train_rows / train_seconds if train_seconds > 0 else None, device=device,
+        model=model, store=store, test=test, history=history, best_epoch=loop["best_epoch"], train_rows=len(train),
+        train_rows_per_s=loop["train_rows"] / train_seconds if train_seconds > 0 else None, device=device,
     )
 
 
-def train_run(
-    cfg: RunConfig,
-    prepared: Prepared,
-    results_dir: Path,
-    progress: Progress | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate one run; write and return its record.
+def _interrupt(cfg: RunConfig, checkpoint_dir: Path | None, state: dict[str, Any]) -> None:
+    """Save ``state`` (when there is somewhere to save it) and raise RunInterrupted."""
+    where = checkpoint.save(checkpoint_dir, state) if checkpoint_dir is not None else None
+    raise RunInterrupted(
+        f"{cfg.pooler} seed {cfg.seed} interrupted at epoch {state['epoch']}, step {state['batch']}"
+        + (f"; checkpoint saved in {where}" if where is not None else "")
+    )
 
-    A run whose loss turns NaN or infinite stops at once: its record is written with status
-    ``failed`` and the reason (``report`` never shows it as a result), and DinbenchError says so.
-    """
-    started = time.time()
-    try:
-        fitted = fit(cfg, prepared, progress)
-    except Diverged as exc:
-        run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
-        write_record(run_dir, {
-            "schema": SCHEMA, "run_id": run_dir.name, "status": "failed", "reason": str(exc),
-            "dataset": {"name": prepared.name, "fingerprint": prepared.fingerprint},
-            "pooler": cfg.pooler, "architecture": cfg.architecture, "seed": cfg.seed, "config": cfg.to_dict(),
-            "wall_seconds": time.time() - started, **environment(),
-        })
-        raise DinbenchError(
-            f"{cfg.pooler} seed {cfg.seed}: {exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5. "
-            f"Record marked failed: {run_dir / 'record.json'}"
-        ) from None
-    test_metrics = score(fitted.model, fitted.store, fitted.test, cfg, fitted.device)
-    model, history, best_epoch, valid = fitted.model, fitted.history, fitted.best_epoch, cfg.protocol != "paper"
 
-    run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
-    record = {
+def _record_head(cfg: RunConfig, prepared: Prepared, run_dir: Path, status: str) -> dict[str, Any]:
+    """The fields every record has, whatever became of the run."""
+    return {
         "schema": SCHEMA,
         "run_id": run_dir.name,
-        "status": "completed",
+        "status": status,
         "dataset": {
             "name": prepared.name,
             "fingerprint": prepared.fingerprint,
@@ -275,19 +300,99 @@ def train_run(
         "seed": cfg.seed,
         "config": cfg.to_dict(),
         "config_key": cfg.selection_key(),
+    }
+
+
+def resume_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The configuration and record of an interrupted run, refused unless it can be resumed."""
+    import json
+
+    path = run_dir / "record.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DinbenchError(f"no run '{run_dir.name}' in {run_dir.parent}; `dinbench report` lists the runs") from None
+    except (OSError, ValueError) as exc:
+        raise DinbenchError(f"cannot read {path} ({exc.__class__.__name__}); start the run again") from None
+    if record.get("status") != "interrupted":
+        raise DinbenchError(
+            f"run {run_dir.name} is {record.get('status', 'of unknown status')}, not interrupted; only interrupted runs resume"
+        )
+    return RunConfig(**record["config"]).validate(), record
+
+
+def train_run(
+    cfg: RunConfig,
+    prepared: Prepared,
+    results_dir: Path,
+    progress: Progress | None = None,
+    *,
+    stop: Callable[[], bool] | None = None,
+    resume_dir: Path | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train and evaluate one run; write and return its record.
+
+    The run directory is claimed first and holds a ``running`` record from the start. A run whose
+    loss turns NaN or infinite stops at once: its record is written with status ``failed`` and the
+    reason (``report`` never shows it as a result), and DinbenchError says so. SIGINT, SIGTERM or
+    ``stop()`` returning True saves a checkpoint, marks the record ``interrupted`` and raises
+    RunInterrupted; ``resume_dir`` (an interrupted run's directory) continues such a run.
+    """
+    cfg.validate()
+    resolve_device(cfg.device)
+    started, previous_seconds, resume = time.time(), 0.0, None
+    if resume_dir is not None:
+        _, old = resume_config(resume_dir)
+        if old["dataset"]["fingerprint"] != prepared.fingerprint:
+            raise DinbenchError(
+                f"dataset '{prepared.name}' changed since run {resume_dir.name} started (fingerprint "
+                f"{old['dataset']['fingerprint'][:12]} then, {prepared.fingerprint[:12]} now); start a new run"
+            )
+        resume = checkpoint.load(resume_dir)
+        run_dir, previous_seconds = resume_dir, float(old.get("wall_seconds", 0.0))
+    else:
+        run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
+    head = _record_head(cfg, prepared, run_dir, "running")
+    write_record(run_dir, {**head, **environment()})
+
+    def elapsed() -> float:
+        return previous_seconds + time.time() - started
+
+    flag = StopFlag()
+    try:
+        with flag:
+            fitted = fit(cfg, prepared, progress, stop=lambda: bool(flag) or bool(stop and stop()),
+                         checkpoint_dir=run_dir, resume=resume)
+    except Diverged as exc:
+        write_record(run_dir, {**head, "status": "failed", "reason": str(exc), "wall_seconds": elapsed(), **environment()})
+        raise DinbenchError(
+            f"{cfg.pooler} seed {cfg.seed}: {exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5. "
+            f"Record marked failed: {run_dir / 'record.json'}"
+        ) from None
+    except RunInterrupted as exc:
+        reason = f"{flag.name if flag else 'stop requested'}: {exc}"
+        write_record(run_dir, {**head, "status": "interrupted", "reason": reason, "wall_seconds": elapsed(),
+                               "resume": f"dinbench run --resume {run_dir.name}", **environment()})
+        exc.run_dir = run_dir
+        raise
+    test_metrics = score(fitted.model, fitted.store, fitted.test, cfg, fitted.device)
+    model, valid = fitted.model, cfg.protocol != "paper"
+    record = {
+        **head,
+        "status": "completed",
         "selection": "best valid GAUC" if valid else "last epoch (paper protocol: no validation split)",
-        "epochs": history,
-        "best_epoch": best_epoch,
+        "epochs": fitted.history,
+        "best_epoch": fitted.best_epoch,
         "test": test_metrics,
         "train_rows": int(fitted.train_rows),
         "train_rows_per_s": fitted.train_rows_per_s,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "device": str(fitted.device),
-        "wall_seconds": time.time() - started,
+        "wall_seconds": elapsed(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        **({"resumed": True} if resume is not None else {}),
         **environment(),
     }
     write_record(run_dir, record)
+    checkpoint.remove(run_dir)
     return run_dir, record
-
-
