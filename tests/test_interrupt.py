@@ -11,7 +11,7 @@ import pytest
 from dinbench.checkpoint import CHECKPOINT, RunInterrupted
 from dinbench.errors import DinbenchError
 from dinbench.train import RunConfig, train_run
-from tests.helpers import assert_user_error
+from helpers import assert_user_error
 
 FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
 

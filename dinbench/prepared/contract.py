@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,38 @@ def _write(path: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]
     write_json_atomic(path / MANIFEST, manifest)
 
 
+SYNTHETIC_OPTIONS = ("users", "topics", "mean_length", "seed")  # the `download synthetic` options
+IMPORT_COLUMNS = {"user": ("--user-col", "user_id"), "item": ("--item-col", "item_id"),
+                  "category": ("--category-col", "cate_id"), "time": ("--time-col", "timestamp")}
+
+
+def rebuild_command(data_dir: Path, name: str, manifest: dict[str, Any]) -> str:
+    """The exact command that prepares dataset ``name`` again, as its manifest says it was made."""
+    from dinbench import paths
+
+    source = manifest.get("source", {}) if isinstance(manifest, dict) else {}
+    kind = source.get("kind")
+    if kind == "synthetic":
+        from dinbench.sources.synthetic import SyntheticConfig
+
+        default, made = SyntheticConfig(), source.get("config", {})
+        parts = ["dinbench download synthetic --force"] + [
+            f"--{k.replace('_', '-')} {made[k]}" for k in SYNTHETIC_OPTIONS if k in made and made[k] != getattr(default, k)
+        ]
+    elif kind == "import":
+        columns = source.get("columns", {})
+        parts = [f"dinbench import {shlex.quote(str(source.get('file', 'FILE')))} --name {name} --force"]
+        for key, (option, default) in IMPORT_COLUMNS.items():
+            value = columns.get(key, default)
+            if value != default:
+                parts.append(f"{option} {shlex.quote(value or '')}")
+    else:
+        parts = [f"dinbench download {name} --force"]
+    if Path(data_dir) != paths.data_dir():
+        parts.append(f"--data-dir {shlex.quote(str(data_dir))}")
+    return " ".join(parts)
+
+
 def load(data_dir: Path, name: str, verify: bool = True) -> Prepared:
     """Load a prepared dataset; refuse one that is missing, from another format, or altered."""
     path = dataset_path(data_dir, name)
@@ -278,14 +311,20 @@ def load(data_dir: Path, name: str, verify: bool = True) -> Prepared:
     manifest = read_manifest(data_dir, name)
     if manifest.get("format") != FORMAT_VERSION:
         raise DinbenchError(
-            f"dataset '{name}' was prepared by another dinbench format ({manifest.get('format')}); rebuild it"
+            f"dataset '{name}' was prepared by another dinbench format ({manifest.get('format')}); "
+            f"rebuild it with: {rebuild_command(data_dir, name, manifest)}"
         )
     try:
         tables = {t: pd.read_parquet(path / f"{t}.parquet") for t in TABLES}
     except (OSError, ValueError) as exc:
-        raise DinbenchError(f"dataset '{name}' in {path} is damaged ({exc}); rebuild it") from None
+        raise DinbenchError(
+            f"dataset '{name}' in {path} is damaged ({exc}); rebuild it with: {rebuild_command(data_dir, name, manifest)}"
+        ) from None
     if verify and fingerprint(tables) != manifest.get("fingerprint"):
-        raise DinbenchError(f"dataset '{name}' in {path} no longer matches its manifest fingerprint; rebuild it")
+        raise DinbenchError(
+            f"dataset '{name}' in {path} no longer matches its manifest fingerprint (its files were changed); "
+            f"rebuild it with: {rebuild_command(data_dir, name, manifest)}"
+        )
     return Prepared(
         name=name,
         path=path,
