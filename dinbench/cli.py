@@ -518,6 +518,8 @@ def report(
     if runs.empty:
         raise DinbenchError("no run records match the --dataset/--pooler filters")
     table = report_mod.summarize(runs, baseline=baseline)
+    for note in report_mod.config_differences(runs):
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if fmt == "table" and output is None:
         _print_table(table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
         return

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dinbench.config import comparable
+from dinbench.errors import DinbenchError
 from dinbench.records import Loaded
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
@@ -38,6 +39,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "protocol": r["config"].get("protocol", "din"),
                 "architecture": r["config"].get("architecture", "ranking"),
                 "config": config_id(comparable(r["config"])),
+                "config_json": json.dumps(comparable(r["config"]), sort_keys=True),
                 "pooler": r["pooler"],
                 "seed": r["seed"],
                 "auc": r["test"]["auc"],
@@ -50,6 +52,44 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def check_same_data(runs: pd.DataFrame) -> None:
+    """Refuse to average runs of one dataset and configuration that were made on different data.
+
+    Runs are compared (seeds averaged, RelaImpr taken) within a dataset name and configuration; if
+    the prepared dataset was rebuilt between runs, its fingerprint differs and the numbers mix.
+    """
+    if runs.empty:
+        return
+    for (dataset, config), group in runs.groupby(["dataset", "config"], sort=True):
+        prints = group.groupby("fingerprint", sort=True)["run_id"].agg(["count", "first"])
+        if len(prints) < 2:
+            continue
+        which = "; ".join(f"fingerprint {fp[:12]} in {n} run(s), e.g. {first}" for fp, (n, first) in prints.iterrows())
+        raise DinbenchError(
+            f"refusing to average runs of dataset '{dataset}' (config {config}) made on different data: {which}; "
+            f"the dataset was rebuilt between runs - move the stale records out of the results folder "
+            f"or pass --results-dir for each set"
+        )
+
+
+def config_differences(runs: pd.DataFrame) -> list[str]:
+    """One note per dataset whose runs used more than one configuration, naming the fields that differ."""
+    notes = []
+    if runs.empty or "config_json" not in runs:
+        return notes
+    for dataset, group in runs.groupby("dataset", sort=True):
+        configs = {cid: json.loads(text) for cid, text in zip(group["config"], group["config_json"])}
+        if len(configs) < 2:
+            continue
+        keys = sorted(set().union(*configs.values()))
+        differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+        notes.append(
+            f"dataset '{dataset}' has runs under {len(configs)} configurations ({', '.join(sorted(configs))}) "
+            f"differing in {', '.join(differ)}: they are separate rows, never averaged together"
+        )
+    return notes
 
 
 def relaimpr(value: float, base: float) -> float:
@@ -66,6 +106,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
     """
     if runs.empty:
         return pd.DataFrame()
+    check_same_data(runs)
     keys = ["dataset", "protocol", "config", "architecture", "pooler"]
     g = runs.groupby(keys, sort=True)
     table = g.agg(
