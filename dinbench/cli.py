@@ -146,9 +146,12 @@ def import_(
         raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
     with console.status(f"reading {file}"):
         raw = read_interactions(file, user_col, item_col, category_col or None, time_col, sep)
-    console.print(f"read {len(raw):,} rows from {file}")
+    read = dict(raw.attrs.get("read", {}))
+    console.print(f"read {read.get('rows', len(raw)):,} rows from {file}")
+    if read.get("empty_rows") or read.get("duplicate_rows"):
+        console.print(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
     source = {"kind": "import", "file": str(Path(file).resolve()), "columns": {
-        "user": user_col, "item": item_col, "category": category_col or None, "time": time_col}}
+        "user": user_col, "item": item_col, "category": category_col or None, "time": time_col}, "read": read}
     with console.status("preparing samples"):
         manifest = contract.prepare(raw, name, root, source, seed=negative_seed, min_behaviours=min_behaviours)
     _print_prepared(manifest, contract.dataset_path(root, name))

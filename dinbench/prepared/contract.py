@@ -120,6 +120,15 @@ def _numeric_time(time: pd.Series) -> tuple[np.ndarray, str]:
         # Anything after 1990-01-01 in seconds reads as a Unix timestamp; small values are positions.
         unit = "seconds" if len(values) and values.min() >= 631_152_000 else "order"
         return values, unit
+    numbers = pd.to_numeric(time, errors="coerce")
+    if numbers.notna().any():  # mostly numbers: the rest are the bad values, not every row
+        bad = time[numbers.isna()]
+        if bad.empty:
+            return _numeric_time(numbers)
+        raise DinbenchError(
+            f"the time column holds {len(bad):,} of {len(time):,} values that are neither numbers nor dates "
+            f"(first: {bad.iloc[0]!r}); give Unix seconds, an order key, or ISO dates"
+        )
     parsed = pd.to_datetime(time, errors="coerce", utc=True, format="ISO8601")
     if parsed.isna().any():
         bad = time[parsed.isna()].iloc[0]

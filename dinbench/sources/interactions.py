@@ -58,4 +58,27 @@ def read_interactions(
     out = pd.DataFrame({"user": frame[user_col], "item": frame[item_col], "time": frame[time_col]})
     if category_col:
         out["category"] = frame[category_col]
+    return clean(out, path.name)
+
+
+def clean(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Drop empty rows (every mapped column blank) and exact duplicate rows; count both.
+
+    The counts land in ``frame.attrs["read"]`` (``empty_rows``, ``duplicate_rows``, ``rows``) for
+    the console and the manifest. Rows with a blank time among filled ids are refused with their count.
+    """
+    empty = frame.isna().all(axis=1)
+    kept = frame[~empty]
+    blank_time = kept["time"].isna() & ~(kept["user"].isna() | kept["item"].isna())
+    if blank_time.any():
+        first = int(blank_time.to_numpy().nonzero()[0][0])
+        raise DinbenchError(
+            f"{label}: {int(blank_time.sum()):,} of {len(kept):,} rows have an empty time (first: data row "
+            f"{int(kept.index[first]) + 1}); fill or drop them first"
+        )
+    duplicate = kept.duplicated()
+    out = kept[~duplicate].reset_index(drop=True)
+    if out.empty:
+        raise DinbenchError(f"{label} has no rows with data ({int(empty.sum()):,} empty rows)")
+    out.attrs["read"] = {"rows": len(frame), "empty_rows": int(empty.sum()), "duplicate_rows": int(duplicate.sum())}
     return out
