@@ -80,7 +80,7 @@ def load(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DinbenchError(f"{run_dir.name} has no checkpoint ({path} is missing); start the run again with dinbench run")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
         raise DinbenchError(f"cannot read {path} ({exc.__class__.__name__}); start the run again with dinbench run") from None
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
