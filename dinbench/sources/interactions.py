@@ -44,14 +44,14 @@ def read_interactions(
             )
     except DinbenchError:
         raise
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DinbenchError(f"cannot read {path}: {first}") from None
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DinbenchError(
             f"{path.name} has no column(s) {', '.join(missing)}; its columns are "
-            f"{', '.join(map(str, frame.columns))} (map them with --user-col/--item-col/--category-col/--time-col)"
+            f"{', '.join(' '.join(str(c).split()) for c in frame.columns)} (map them with --user-col/--item-col/--category-col/--time-col)"
         )
     if frame.empty:
         raise DinbenchError(f"{path.name} has no rows")

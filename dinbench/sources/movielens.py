@@ -79,7 +79,7 @@ def read_ratings(folder: Path, layout: str) -> pd.DataFrame:
             frame = frame.rename(columns={"userId": "user", "movieId": "item", "timestamp": "time"})[names]
     except DinbenchError:
         raise
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:  # Overflow: an id beyond 64 bits
         raise _fail(path, exc) from None
     return _check(frame, path)
 
@@ -116,9 +116,12 @@ def read_movies(folder: Path, layout: str) -> pd.DataFrame:
             rows = list(zip(frame["movieId"].tolist(), frame["title"].tolist(), frame["genres"].tolist()))
     except DinbenchError:
         raise
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:  # Overflow: an id beyond 64 bits
         raise _fail(path, exc) from None
     movies = pd.DataFrame(rows, columns=["item", "title", "genres"])
+    too_big = [m for m in movies["item"].tolist() if m > np.iinfo(np.int32).max]
+    if too_big:
+        raise DinbenchError(f"{path}: movie id {too_big[0]} is too large (the file is damaged)")
     movies["item"] = movies["item"].astype(np.int32)
     movies["genres"] = movies["genres"].replace({"": NO_GENRE})
     movies["category"] = movies["genres"].str.split("|", n=1).str[0]

@@ -52,7 +52,7 @@ def read(path: Path, keep: tuple[str, ...], progress: Callable[[int], None] | No
                 progress(rows)
     except DinbenchError:
         raise
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DinbenchError(f"cannot parse {path}: {first}; expected user_id,item_id,category_id,behavior_type,timestamp without a header") from None
     if not parts or not sum(len(p) for p in parts):
