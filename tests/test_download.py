@@ -32,6 +32,7 @@ class Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
+        self.status: dict[str, int] = {}  # path -> HTTP error status to answer with
         self.ignore_range = False
         self.requests: list[tuple[str, str | None]] = []
         server = self
@@ -46,6 +47,9 @@ class Server:
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
                 body = server.files.get(self.path)
+                if self.path in server.status:
+                    self.send_error(server.status[self.path])
+                    return
                 if body is None:
                     self.send_error(404)
                     return
@@ -140,6 +144,21 @@ def test_missing_file_goes_to_the_next_mirror(server, tmp_path):
     got = fetch([server.url("/gone/data.bin"), server.url("/mirror/data.bin")], tmp_path / "data.bin")
     assert got.url.endswith("/mirror/data.bin")
     assert [p for p, _ in server.requests] == ["/gone/data.bin", "/mirror/data.bin"]  # 404 is not retried
+
+
+def test_server_errors_move_to_the_next_mirror_and_the_error_names_every_url(server, tmp_path):
+    server.status["/broken/data.bin"] = 500
+    server.files["/mirror/data.bin"] = PAYLOAD
+    got = fetch([server.url("/broken/data.bin"), server.url("/mirror/data.bin")], tmp_path / "data.bin")
+    assert got.url.endswith("/mirror/data.bin") and (tmp_path / "data.bin").read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests].count("/broken/data.bin") == 3  # a 500 is retried, then given up
+
+    urls = [server.url("/broken/data.bin"), server.url("/gone/data.bin")]
+    with pytest.raises(DinbenchError) as err:
+        fetch(urls, tmp_path / "other.bin")
+    message = str(err.value)
+    assert "\n" not in message and all(u in message for u in urls), message
+    assert "500" in message and "404" in message
 
 
 def test_retries_then_gives_up_with_one_line(server, tmp_path):
