@@ -94,19 +94,50 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.inference_mode()
-def predict(model: CTRModel, store: BehaviourStore, samples: SampleSet, batch_size: int, device) -> np.ndarray:
-    """Click probabilities for every sample, in order."""
+def predict(
+    model: CTRModel, store: BehaviourStore, samples: SampleSet, batch_size: int, device, *, attention: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Click probabilities for every sample, in order.
+
+    With ``attention=True`` returns ``(probs, attention_sum)`` from the same single pass:
+    ``attention_sum`` is each sample's sum of the pooler's weights over the real (unpadded) history
+    positions, NaN for every sample when the pooler returns no weights.
+    """
     model.eval()
     out = np.empty(len(samples), dtype=np.float64)
+    attn = np.full(len(samples), np.nan, dtype=np.float64) if attention else None
     for idx in length_sorted_indices(samples.hist_len, batch_size):
-        logits, _ = model(store.gather(samples, idx).to(device))
+        batch = store.gather(samples, idx).to(device)
+        logits, weights = model(batch)
         out[idx] = torch.sigmoid(logits).double().cpu().numpy()
-    return out
+        if attn is not None and weights is not None:
+            attn[idx] = (weights.double() * batch.mask).sum(-1).cpu().numpy()
+    return (out, attn) if attention else out
 
 
 def score(model, store, samples: SampleSet, cfg: RunConfig, device) -> dict[str, float]:
     probs = predict(model, store, samples, cfg.eval_batch_size, device)
     return evaluate(samples.user, samples.label, probs)
+
+
+PREDICTION_FILES = {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
+
+
+def predictions_frame(samples: SampleSet, probs: np.ndarray, attention_sum: np.ndarray) -> pd.DataFrame:
+    """One row per sample, in split order: user, label, score (probability), hist_len, attention_sum."""
+    return pd.DataFrame({
+        "user": np.asarray(samples.user),
+        "label": np.asarray(samples.label, dtype=np.float32),
+        "score": np.asarray(probs, dtype=np.float64),
+        "hist_len": np.asarray(samples.hist_len, dtype=np.int64),
+        "attention_sum": np.asarray(attention_sum, dtype=np.float64),
+    })
+
+
+def write_predictions(path: Path, frame: pd.DataFrame) -> None:
+    from dinbench.atomic import write_atomic
+
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -132,6 +163,9 @@ class Fitted:
     train_rows: int
     train_rows_per_s: float | None
     device: torch.device
+    valid: SampleSet | None = None
+    # valid (probs, attention_sum) at the selected epoch; None under the paper protocol
+    valid_predictions: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _training_state(model, optimizer, scheduler, loop: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +230,7 @@ def fit(
     loop: dict[str, Any] = {
         "epoch": 1, "batch": 0, "epoch_rng": None, "epoch_loss": 0.0, "epoch_seconds": 0.0,
         "history": [], "best_state": None, "best_epoch": 0, "best_gauc": -math.inf, "stale": 0,
-        "train_seconds": 0.0, "train_rows": 0,
+        "train_seconds": 0.0, "train_rows": 0, "best_valid": None,
     }
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -204,7 +238,7 @@ def fit(
         if scheduler is not None and resume["scheduler"] is not None:
             scheduler.load_state_dict(resume["scheduler"])
         torch.set_rng_state(resume["torch_rng"])
-        loop.update({k: resume[k] for k in loop})
+        loop.update({k: resume[k] for k in loop if k in resume})
     history = loop["history"]
     stopped_early = False
     while loop["epoch"] <= cfg.epochs and not stopped_early:
@@ -254,11 +288,14 @@ def fit(
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": loop["epoch_loss"] / len(train), "train_seconds": seconds}
         history.append(entry)
         if valid is not None:
-            entry["valid"] = score(model, store, valid, cfg, device)
+            valid_probs, valid_attn = predict(model, store, valid, cfg.eval_batch_size, device, attention=True)
+            entry["valid"] = evaluate(valid.user, valid.label, valid_probs)
             gauc_now = entry["valid"]["gauc"]
             if gauc_now > loop["best_gauc"]:
+                # tensors, so that a checkpoint (loaded with weights_only) can hold them
                 loop.update(best_gauc=gauc_now, best_epoch=epoch, stale=0,
-                            best_state=copy.deepcopy(model.state_dict()))
+                            best_state=copy.deepcopy(model.state_dict()),
+                            best_valid=[torch.from_numpy(valid_probs), torch.from_numpy(valid_attn)])
             else:
                 loop["stale"] += 1
                 stopped_early = loop["stale"] > cfg.patience
@@ -268,9 +305,16 @@ def fit(
     if loop["best_state"] is not None:
         model.load_state_dict(loop["best_state"])
     train_seconds = loop["train_seconds"]
+    valid_predictions = None
+    if valid is not None:
+        if loop["best_valid"] is not None and loop["best_state"] is not None:
+            valid_predictions = tuple(t.numpy() for t in loop["best_valid"])
+        else:  # no epoch was ever selected (NaN valid GAUC): the model is the last epoch's
+            valid_predictions = predict(model, store, valid, cfg.eval_batch_size, device, attention=True)
     return Fitted(
         model=model, store=store, test=test, history=history, best_epoch=loop["best_epoch"], train_rows=len(train),
         train_rows_per_s=loop["train_rows"] / train_seconds if train_seconds > 0 else None, device=device,
+        valid=valid, valid_predictions=valid_predictions,
     )
 
 
@@ -375,8 +419,16 @@ def train_run(
                                "resume": f"dinbench run --resume {run_dir.name}", **environment()})
         exc.run_dir = run_dir
         raise
-    test_metrics = score(fitted.model, fitted.store, fitted.test, cfg, fitted.device)
+    # one pass over test gives both the metrics and the saved predictions
+    test_probs, test_attn = predict(fitted.model, fitted.store, fitted.test, cfg.eval_batch_size, fitted.device,
+                                    attention=True)
+    test_metrics = evaluate(fitted.test.user, fitted.test.label, test_probs)
     model, valid = fitted.model, cfg.protocol != "paper"
+    saved = {"test": PREDICTION_FILES["test"]}
+    write_predictions(run_dir / saved["test"], predictions_frame(fitted.test, test_probs, test_attn))
+    if fitted.valid is not None and fitted.valid_predictions is not None:
+        saved["valid"] = PREDICTION_FILES["valid"]
+        write_predictions(run_dir / saved["valid"], predictions_frame(fitted.valid, *fitted.valid_predictions))
     record = {
         **head,
         "status": "completed",
@@ -384,6 +436,7 @@ def train_run(
         "epochs": fitted.history,
         "best_epoch": fitted.best_epoch,
         "test": test_metrics,
+        "predictions": saved,
         "train_rows": int(fitted.train_rows),
         "train_rows_per_s": fitted.train_rows_per_s,
         "parameters": int(sum(p.numel() for p in model.parameters())),
