@@ -486,7 +486,7 @@ def _print_table(table, title: str, baseline: str) -> None:
     t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
     for h in header:
         t.add_column(h, justify="left" if h in report_mod.LABEL_COLUMNS else "right",
-                     no_wrap=h in ("test AUC", "test GAUC", "pooler"))
+                     no_wrap=h in ("test AUC", "test GAUC", "pooler", "95% CI (GAUC)", "vs baseline"))
     for r in rows:
         t.add_row(*r)
     console.print(t)
@@ -502,7 +502,8 @@ def report(
     pooler: Optional[str] = typer.Option(None, help="Only these poolers (comma-separated; name or name:variant)."),
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
-    """Summarise every run record: mean ± std over seeds of test AUC / GAUC, RelaImpr, speed."""
+    """Summarise every run record: mean ± std and 95% CI over seeds of test AUC / GAUC, RelaImpr, rank,
+    p-values against the baseline (paired t-test over seeds, paired bootstrap over test users), speed."""
     if fmt not in report_mod.FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
     baseline = poolers.canonical(baseline)

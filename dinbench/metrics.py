@@ -27,14 +27,17 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> GAUC:
-    """Impression-weighted mean of per-user AUCs. Ties in score count one half, as in AUC."""
+def gauc_parts(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user pieces of GAUC: (sorted user ids, impressions per user, AUC per user or NaN).
+
+    AUC_u is NaN for users whose samples are all one class. Ties in score count one half.
+    """
     users = np.asarray(users)
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     n = len(users)
     if n == 0:
-        return GAUC(float("nan"), 0, 0)
+        return users[:0], np.zeros(0), np.zeros(0)
     order = np.lexsort((scores, users))  # by user, then score ascending
     u, s, y = users[order], scores[order], labels[order]
 
@@ -54,10 +57,20 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> GAUC:
     n_neg = n_all - n_pos
     rank_pos = np.bincount(user_of, weights=rank * y)
     ok = (n_pos > 0) & (n_neg > 0)
+    auc_u = np.full(len(n_all), np.nan)
+    auc_u[ok] = (rank_pos[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2.0) / (n_pos[ok] * n_neg[ok])
+    return u[user_first], n_all, auc_u
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> GAUC:
+    """Impression-weighted mean of per-user AUCs. Ties in score count one half, as in AUC."""
+    if len(users) == 0:
+        return GAUC(float("nan"), 0, 0)
+    _, n_all, auc_u = gauc_parts(users, labels, scores)
+    ok = np.isfinite(auc_u)
     if not ok.any():
         return GAUC(float("nan"), 0, int(len(n_all)))
-    auc_u = (rank_pos[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2.0) / (n_pos[ok] * n_neg[ok])
-    value = float(np.sum(n_all[ok] * auc_u) / np.sum(n_all[ok]))
+    value = float(np.sum(n_all[ok] * auc_u[ok]) / np.sum(n_all[ok]))
     return GAUC(value, int(ok.sum()), int((~ok).sum()))
 
 

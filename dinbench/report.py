@@ -3,6 +3,12 @@
 RelaImpr (DIN paper, Eq. 12) against a baseline pooler of the same dataset and configuration:
     RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100%
 computed on GAUC (the paper's "AUC" is its user-weighted AUC) and on AUC.
+
+Statistics per row (see dinbench.stats): a 95% Student-t confidence interval of the mean test GAUC
+over seeds; the rank of the pooler by mean test GAUC within its (dataset, protocol, config,
+architecture) group; and two two-sided tests against the baseline of that group: a paired t-test
+over the seeds both have (``p_seeds``) and a paired bootstrap over test users (``p_bootstrap``, see
+``bootstrap_pvalue``). ``vs_baseline`` reads "≈ baseline" when every available test gives p >= 0.05.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pandas as pd
 from dinbench.config import comparable
 from dinbench.errors import DinbenchError
 from dinbench.records import Loaded
+from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 
@@ -32,6 +39,8 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
         r = item.record
         if r.get("status") != "completed":
             continue
+        test_file = (r.get("predictions") or {}).get("test")
+        predictions = str(item.path.parent / test_file) if test_file else None
         rows.append(
             {
                 "dataset": r["dataset"]["name"],
@@ -49,6 +58,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "rows_per_s": r.get("train_rows_per_s") or np.nan,
                 "wall_seconds": r.get("wall_seconds", np.nan),
                 "run_id": r["run_id"],
+                "predictions": predictions,
             }
         )
     return pd.DataFrame(rows)
@@ -98,7 +108,7 @@ def relaimpr(value: float, base: float) -> float:
     return ((value - 0.5) / (base - 0.5) - 1.0) * 100.0
 
 
-def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000) -> pd.DataFrame:
     """Aggregate per (dataset, protocol, config, pooler); seeds are the repeats.
 
     ``baseline`` is a canonical pooler spec (``average``, ``din:none``); RelaImpr is NaN where the
@@ -128,9 +138,89 @@ def summarize(runs: pd.DataFrame, baseline: str = "average") -> pd.DataFrame:
     auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[scope].values]
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
     table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
+    add_statistics(table, runs, baseline, n_boot=n_boot)
     return table.sort_values(
         ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, True, False]
     )
+
+
+SCOPE = ["dataset", "protocol", "config", "architecture"]
+
+
+def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boot: int = 1000) -> None:
+    """Add gauc_ci_low/high, rank, p_seeds, p_bootstrap and vs_baseline to ``table`` (in place)."""
+    keys = [*SCOPE, "pooler"]
+    groups = {k: g for k, g in runs.groupby(keys, sort=True)}
+    ci_low, ci_high, p_seeds, p_boot, flags = [], [], [], [], []
+    cache: dict[str, pd.DataFrame | None] = {}
+    for row in table[keys].itertuples(index=False):
+        key = tuple(row)
+        own = groups[key]
+        _, _, lo, hi = mean_ci(own["gauc"])
+        ci_low.append(lo)
+        ci_high.append(hi)
+        base_key = (*key[:-1], baseline)
+        if key[-1] == baseline or base_key not in groups:
+            p_seeds.append(np.nan)
+            p_boot.append(np.nan)
+            flags.append("baseline" if key[-1] == baseline else "")
+            continue
+        other = groups[base_key]
+        mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
+        common = mine.index.intersection(theirs.index)
+        ps = paired_t_pvalue(mine[common].to_numpy(), theirs[common].to_numpy())
+        pb = bootstrap_pvalue(own, other, n_boot, cache)
+        p_seeds.append(ps)
+        p_boot.append(pb)
+        available = [p for p in (ps, pb) if np.isfinite(p)]
+        if not available:
+            flags.append("")
+        elif all(p >= 0.05 for p in available):
+            flags.append("≈ baseline")
+        else:
+            flags.append("better" if own["gauc"].mean() > other["gauc"].mean() else "worse")
+    table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
+    table["rank"] = 0
+    for _, idx in table.groupby(SCOPE, sort=False).groups.items():
+        table.loc[idx, "rank"] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
+    table["rank"] = table["rank"].astype(int)
+    table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
+
+
+def _read_predictions(path, cache: dict) -> pd.DataFrame | None:
+    if path is None or (isinstance(path, float) and np.isnan(path)):
+        return None
+    if path not in cache:
+        try:
+            cache[path] = pd.read_parquet(path, columns=["user", "label", "score"])
+        except (OSError, ValueError):
+            cache[path] = None
+    return cache[path]
+
+
+def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: dict) -> float:
+    """Paired bootstrap over test users of GAUC(pooler) - GAUC(baseline), on saved test predictions.
+
+    Uses the predictions of ONE seed: the lowest seed for which both the pooler and the baseline
+    have a predictions file (seed 0 when both ran it), not an average over seeds. NaN ("—" in
+    tables) when no such seed exists (e.g. records written before predictions were saved) or the
+    two files are not over the same test samples.
+    """
+    if "predictions" not in own or "predictions" not in base:
+        return float("nan")
+    mine = own.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
+    theirs = base.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
+    for seed in sorted(set(mine["seed"]) & set(theirs["seed"])):
+        a = _read_predictions(mine.loc[mine["seed"] == seed, "predictions"].iloc[0], cache)
+        b = _read_predictions(theirs.loc[theirs["seed"] == seed, "predictions"].iloc[0], cache)
+        if a is None or b is None:
+            continue
+        if len(a) != len(b) or not (np.array_equal(a["user"], b["user"]) and np.array_equal(a["label"], b["label"])):
+            return float("nan")
+        _, p = paired_bootstrap_gauc(a["user"].to_numpy(), a["label"].to_numpy(), a["score"].to_numpy(),
+                                     b["score"].to_numpy(), n_boot=n_boot, seed=int(seed))
+        return p
+    return float("nan")
 
 
 def _pm(mean: float, std: float) -> str:
@@ -139,6 +229,19 @@ def _pm(mean: float, std: float) -> str:
 
 def _pct(x: float) -> str:
     return "—" if not np.isfinite(x) else f"{x:+.2f}%"
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "—" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.4f}, {hi:.4f}]"
+
+
+def _p(p: float) -> str:
+    if not np.isfinite(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+STAT_HEADERS = ("95% CI (GAUC)", "rank", "p (seeds)", "p (bootstrap)", "vs baseline")
 
 
 LABEL_COLUMNS = ("dataset", "protocol", "config", "architecture", "pooler")
@@ -152,13 +255,17 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
     """
     labels = [c for c in LABEL_COLUMNS if c in ("dataset", "pooler") or table[c].nunique() > 1]
     constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
-    header = [*labels, "seeds", "test AUC", "test GAUC", "RelaImpr (GAUC)", "best epoch", "train rows/s"]
+    header = [*labels, "seeds", "test AUC", "test GAUC", *STAT_HEADERS[:1], "RelaImpr (GAUC)", *STAT_HEADERS[1:],
+              "best epoch", "train rows/s"]
     rows = []
     for _, r in table.iterrows():
         rows.append([
             *(str(r[c]) for c in labels),
             str(int(r["seeds"])),
-            _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]), _pct(r["relaimpr_gauc"]),
+            _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]),
+            _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
+            str(int(r["rank"])) if "rank" in r else "—", _p(r.get("p_seeds", np.nan)),
+            _p(r.get("p_bootstrap", np.nan)), str(r.get("vs_baseline", "")) or "—",
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
         ])
     return header, rows, constants
@@ -166,7 +273,9 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
 
 def describe_constants(constants: dict[str, str], baseline: str) -> str:
     parts = [f"{k} {v}" for k, v in constants.items() if k != "config"]
-    return "; ".join(["mean ± std over seeds", f"RelaImpr vs {baseline}", *parts])
+    return "; ".join(["mean ± std over seeds, 95% Student-t CI", f"RelaImpr, rank and two-sided p vs {baseline}",
+                      "p (seeds): paired t-test over seeds", "p (bootstrap): paired, over test users, lowest common seed",
+                      *parts])
 
 
 def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
@@ -185,8 +294,9 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
         lines.append(describe_constants(constants, baseline) + ".")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
-        esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
-        lines = [r"\begin{tabular}{" + "l" * (len(header) - 6) + "r" * 6 + "}", r"\toprule",
+        esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("≈", r"$\approx$")  # noqa: E731
+        n_labels = sum(1 for h in header if h in LABEL_COLUMNS)
+        lines = [r"\begin{tabular}{" + "l" * n_labels + "r" * (len(header) - n_labels) + "}", r"\toprule",
                  " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
         lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
         lines += [r"\bottomrule", r"\end{tabular}"]
