@@ -31,6 +31,7 @@ from dinbench.batches import (
     bucketed_batch_indices,
     length_sorted_indices,
 )
+from dinbench.atomic import write_atomic
 from dinbench.config import PROTOCOLS, RunConfig  # noqa: F401  (re-exported)
 from dinbench.errors import DinbenchError
 from dinbench.metrics import evaluate
@@ -111,7 +112,7 @@ def predict(
         logits, weights = model(batch)
         out[idx] = torch.sigmoid(logits).double().cpu().numpy()
         if attn is not None and weights is not None:
-            attn[idx] = (weights.double() * batch.mask).sum(-1).cpu().numpy()
+            attn[idx] = weights.double().sum(-1).cpu().numpy()  # poolers give padding weight 0
     return (out, attn) if attention else out
 
 
@@ -135,8 +136,6 @@ def predictions_frame(samples: SampleSet, probs: np.ndarray, attention_sum: np.n
 
 
 def write_predictions(path: Path, frame: pd.DataFrame) -> None:
-    from dinbench.atomic import write_atomic
-
     write_atomic(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
 
 
