@@ -122,6 +122,27 @@ def score(model, store, samples: SampleSet, cfg: RunConfig, device) -> dict[str,
 
 
 PREDICTION_FILES = {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
+MODEL_FILE = "model.pt"  # the selected epoch's state_dict (tensors only: loads with weights_only=True)
+
+
+def save_model(path: Path, model: nn.Module) -> None:
+    """Write ``model``'s weights (a plain state_dict, CPU tensors) atomically to ``path``."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_model(run_dir: Path, record: dict[str, Any], prepared: Prepared) -> CTRModel:
+    """Rebuild the model of a completed run from its record and saved weights (CPU, eval mode).
+
+    Loaded with ``weights_only=True``: a results folder from elsewhere cannot run code.
+    """
+    name = (record.get("artifacts") or {}).get("model")
+    if not name or not (run_dir / name).exists():
+        raise DinbenchError(f"run {run_dir.name} has no saved model ({MODEL_FILE}); rerun it with this version")
+    cfg = RunConfig(**{**record["config"], "device": "cpu"})
+    model = build_model(cfg, prepared)
+    model.load_state_dict(torch.load(run_dir / name, map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def predictions_frame(samples: SampleSet, probs: np.ndarray, attention_sum: np.ndarray) -> pd.DataFrame:
@@ -428,6 +449,7 @@ def train_run(
     if fitted.valid is not None and fitted.valid_predictions is not None:
         saved["valid"] = PREDICTION_FILES["valid"]
         write_predictions(run_dir / saved["valid"], predictions_frame(fitted.valid, *fitted.valid_predictions))
+    save_model(run_dir / MODEL_FILE, model)
     record = {
         **head,
         "status": "completed",
@@ -436,6 +458,7 @@ def train_run(
         "best_epoch": fitted.best_epoch,
         "test": test_metrics,
         "predictions": saved,
+        "artifacts": {"model": MODEL_FILE},
         "train_rows": int(fitted.train_rows),
         "train_rows_per_s": fitted.train_rows_per_s,
         "parameters": int(sum(p.numel() for p in model.parameters())),
