@@ -492,18 +492,29 @@ def _print_table(table, title: str, baseline: str) -> None:
     console.print(t)
 
 
+TABLE_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".json": "json",
+                  ".txt": "markdown"}
+
+
 @app.command()
 @user_errors
 def report(
-    baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr is measured against."),
+    baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr and the p-values are measured against."),
     fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(report_mod.FORMATS)}."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write the table to this file instead of the screen."),
+    output: Optional[Path] = typer.Option(
+        None, "--output",
+        help="A file ending in .md/.csv/.tex/.json/.txt: write the table there. Any other path: a report "
+             "directory with report.md, the table in every format and every plot."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write every plot (PNG and SVG) into this directory."),
+    paper: bool = typer.Option(False, "--paper", help="Add the DIN paper's and BARS' published numbers for the same dataset, with the protocol differences."),
     dataset: Optional[str] = typer.Option(None, help="Only this dataset (comma-separated list allowed)."),
     pooler: Optional[str] = typer.Option(None, help="Only these poolers (comma-separated; name or name:variant)."),
+    data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Summarise every run record: mean ± std and 95% CI over seeds of test AUC / GAUC, RelaImpr, rank,
-    p-values against the baseline (paired t-test over seeds, paired bootstrap over test users), speed."""
+    p-values against the baseline (paired t-test over seeds, paired bootstrap over test users), speed;
+    optionally plots, the paper's numbers side by side, and a report directory."""
     if fmt not in report_mod.FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
     baseline = poolers.canonical(baseline)
@@ -524,16 +535,89 @@ def report(
     table = report_mod.summarize(runs, baseline=baseline)
     for note in report_mod.config_differences(runs):
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
+    if report_dir or plots is not None:
+        _write_report_files(loaded, runs, table, baseline, paper, output if report_dir else None, plots,
+                            paths.data_dir(data_dir), out)
+    if report_dir:
+        return
     if fmt == "table" and output is None:
         _print_table(table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
+        if paper:
+            _print_paper(table)
         return
+    if output is not None and fmt == "table":
+        fmt = TABLE_SUFFIXES[output.suffix.lower()]
     text = report_mod.render(table, "markdown" if fmt == "table" else fmt, baseline)
+    if paper:
+        from dinbench import publish
+
+        if fmt in ("markdown", "table"):
+            text += "\n" + publish.paper_markdown(table) + "\n"
+        elif fmt in ("csv", "json") and not publish.paper_rows(table).empty:
+            import pandas as pd
+
+            full = pd.concat([table.assign(source="dinbench"), publish.paper_rows(table)], ignore_index=True)
+            text = report_mod.render(full, fmt, baseline)
+        elif fmt == "latex":
+            err_console.print("[yellow]note:[/] --paper adds nothing to LaTeX output; use --format markdown or --output DIR")
     if output is None:
         console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     else:
         from dinbench.atomic import write_atomic
         write_atomic(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         console.print(f"wrote {output}")
+
+
+def _print_paper(table) -> None:
+    from dinbench import paper as paper_mod
+
+    for dataset in sorted(table["dataset"].unique()):
+        refs = paper_mod.references_for(dataset)
+        if not refs:
+            console.print(paper_mod.no_reference_note(dataset))
+            continue
+        t = Table(title=f"published numbers for {paper_mod.DATASETS[dataset]} (GAUC = the paper's AUC)")
+        for h in ("source", "model", "dinbench equivalent", "GAUC", "AUC"):
+            t.add_column(h, justify="right" if h in ("GAUC", "AUC") else "left")
+        for r in refs:
+            t.add_row(r["source"], r["model"], r["ours"], f"{r['gauc']:.4f}", f"{r['auc']:.4f}" if r["auc"] else "—")
+        console.print(t)
+    console.print(paper_mod.PROTOCOL_NOTE, highlight=False)
+
+
+def _write_report_files(loaded, runs, table, baseline, paper, report_dir, plot_dir, data_root, results_root) -> None:
+    """--output DIR and/or --plots DIR, with a progress line per figure."""
+    from dinbench import publish
+
+    cache: dict[tuple[str, str], object | None] = {}
+
+    def load_prepared(name: str, fingerprint: str):
+        if (name, fingerprint) not in cache:
+            try:
+                prepared = contract.load(data_root, name)
+                cache[(name, fingerprint)] = prepared if prepared.fingerprint == fingerprint else None
+            except DinbenchError:
+                cache[(name, fingerprint)] = None
+        return cache[(name, fingerprint)]
+
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("figures")
+
+        def step(what: str) -> None:
+            bar.update(task, description=what)
+
+        if report_dir is not None:
+            path = publish.write_report_dir(report_dir, loaded, runs, table, baseline, with_paper=paper,
+                                            results_dir=results_root, load_prepared=load_prepared, progress=step)
+            console.print(f"wrote {path} (tables, plots/ and report.md in {report_dir}/)")
+        if plot_dir is not None:
+            sections = publish.make_figures(loaded, runs, table, plot_dir, plot_dir, load_prepared, progress=step)
+            n = sum(len(s.figures) for s in sections)
+            console.print(f"wrote {n} plot(s) as PNG and SVG to {plot_dir}/")
+            for s in sections:
+                for note in s.notes:
+                    err_console.print(f"[yellow]note:[/] {escape(s.title)}: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
