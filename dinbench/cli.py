@@ -532,8 +532,9 @@ def report(
         runs = runs[runs["pooler"].isin(wanted)]
     if runs.empty:
         raise DinbenchError("no run records match the --dataset/--pooler filters")
+    runs, duplicates = report_mod.latest_per_seed(runs)
     table = report_mod.summarize(runs, baseline=baseline)
-    for note in report_mod.config_differences(runs):
+    for note in [*duplicates, *report_mod.config_differences(runs)]:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
     if report_dir or plots is not None:

@@ -84,6 +84,25 @@ def check_same_data(runs: pd.DataFrame) -> None:
         )
 
 
+def latest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one run per (dataset, protocol, config, architecture, pooler, seed): the latest.
+
+    Running the same command twice must not count as twice the repeats: a seed is one repeat.
+    Returns the kept runs and one note per group that had duplicates (how many were set aside).
+    """
+    if runs.empty:
+        return runs, []
+    keys = ["dataset", "protocol", "config", "architecture", "pooler", "seed"]
+    ordered = runs.sort_values("run_id")  # run ids start with the start time, so the last is the latest
+    dup = ordered.duplicated(keys, keep="last")
+    notes = [
+        f"{dataset} {pooler} seed {seed}: {n + 1} runs of the same configuration; the latest is used, "
+        f"{n} older one(s) set aside"
+        for (dataset, pooler, seed), n in ordered[dup].groupby(["dataset", "pooler", "seed"]).size().items()
+    ]
+    return ordered[~dup].sort_index(), notes
+
+
 def config_differences(runs: pd.DataFrame) -> list[str]:
     """One note per dataset whose runs used more than one configuration, naming the fields that differ."""
     notes = []

@@ -45,3 +45,18 @@ def test_one_seed_has_no_std_and_tables_show_the_mean_alone():
 def test_missing_baseline_gives_no_relaimpr():
     runs = _runs([dict(architecture="ranking", pooler="din:none", seed=0, auc=0.7, gauc=0.7)])
     assert math.isnan(report.summarize(runs, baseline="average")["relaimpr_gauc"].iloc[0])
+
+
+def test_the_same_seed_run_twice_counts_once_and_the_latest_is_used():
+    from dinbench.report import latest_per_seed
+
+    base = {"dataset": "d", "protocol": "din", "config": "c", "architecture": "ranking", "pooler": "average"}
+    runs = pd.DataFrame([
+        {**base, "seed": 0, "run_id": "20260101-000000-a", "gauc": 0.70},
+        {**base, "seed": 0, "run_id": "20260102-000000-b", "gauc": 0.80},
+        {**base, "seed": 1, "run_id": "20260101-000000-c", "gauc": 0.75},
+    ])
+    kept, notes = latest_per_seed(runs)
+    assert sorted(kept["gauc"]) == [0.75, 0.80]
+    assert len(notes) == 1 and "seed 0: 2 runs" in notes[0] and "1 older" in notes[0]
+    assert latest_per_seed(kept)[1] == []
