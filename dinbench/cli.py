@@ -486,7 +486,7 @@ def _print_table(table, title: str, baseline: str) -> None:
     t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
     for h in header:
         t.add_column(h, justify="left" if h in report_mod.LABEL_COLUMNS else "right",
-                     no_wrap=h in ("test AUC", "test GAUC", "pooler", "95% CI (GAUC)", "vs baseline"))
+                     no_wrap=h in ("test AUC", "test GAUC", "pooler", "95% CI (GAUC)", "vs baseline", "vs best"))
     for r in rows:
         t.add_row(*r)
     console.print(t)

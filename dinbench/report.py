@@ -166,8 +166,30 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
 SCOPE = ["dataset", "protocol", "config", "architecture"]
 
 
+def compare(own: pd.DataFrame, other: pd.DataFrame, n_boot: int, cache: dict) -> tuple[float, float, str]:
+    """Two-sided p-values of ``own`` against ``other`` (runs of two poolers in one group) and the flag.
+
+    ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users;
+    flag "≈" when every available test gives p >= 0.05, else "better" or "worse", "" when none is available.
+    """
+    mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
+    common = mine.index.intersection(theirs.index)
+    ps = paired_t_pvalue(mine[common].to_numpy(), theirs[common].to_numpy())
+    pb = bootstrap_pvalue(own, other, n_boot, cache)
+    available = [p for p in (ps, pb) if np.isfinite(p)]
+    if not available:
+        return ps, pb, ""
+    if all(p >= 0.05 for p in available):
+        return ps, pb, "≈"
+    return ps, pb, "better" if own["gauc"].mean() > other["gauc"].mean() else "worse"
+
+
 def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boot: int = 1000) -> None:
-    """Add gauc_ci_low/high, rank, p_seeds, p_bootstrap and vs_baseline to ``table`` (in place)."""
+    """Add gauc_ci_low/high, rank, p_seeds, p_bootstrap, vs_baseline and vs_best to ``table`` (in place).
+
+    ``vs_best`` compares each pooler with the top-ranked pooler of its group by the same two tests:
+    "≈ best (p …)" when neither separates them at 0.05, so ties at the top are flagged, not hidden.
+    """
     keys = [*SCOPE, "pooler"]
     groups = {k: g for k, g in runs.groupby(keys, sort=True)}
     ci_low, ci_high, p_seeds, p_boot, flags = [], [], [], [], []
@@ -184,26 +206,29 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
             p_boot.append(np.nan)
             flags.append("baseline" if key[-1] == baseline else "")
             continue
-        other = groups[base_key]
-        mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
-        common = mine.index.intersection(theirs.index)
-        ps = paired_t_pvalue(mine[common].to_numpy(), theirs[common].to_numpy())
-        pb = bootstrap_pvalue(own, other, n_boot, cache)
+        ps, pb, flag = compare(own, groups[base_key], n_boot, cache)
         p_seeds.append(ps)
         p_boot.append(pb)
-        available = [p for p in (ps, pb) if np.isfinite(p)]
-        if not available:
-            flags.append("")
-        elif all(p >= 0.05 for p in available):
-            flags.append("≈ baseline")
-        else:
-            flags.append("better" if own["gauc"].mean() > other["gauc"].mean() else "worse")
+        flags.append("≈ baseline" if flag == "≈" else flag)
     table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
     table["rank"] = 0
     for _, idx in table.groupby(SCOPE, sort=False).groups.items():
         table.loc[idx, "rank"] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
     table["rank"] = table["rank"].astype(int)
     table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
+    vs_best = []
+    for row in table[[*keys, "rank"]].itertuples(index=False):
+        key = tuple(row)[:-1]
+        group = table[(table[SCOPE] == pd.Series(dict(zip(SCOPE, key[:-1])))).all(axis=1)]
+        best = group.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]
+        if row.rank == 1 or key[-1] == best:
+            vs_best.append("best")
+            continue
+        ps, pb, flag = compare(groups[key], groups[(*key[:-1], best)], n_boot, cache)
+        finite = [x for x in (ps, pb) if np.isfinite(x)]
+        shown = f" (p {_p(min(finite))})" if finite else ""
+        vs_best.append({"≈": "≈ best", "": "—"}.get(flag, "below best") + shown)
+    table["vs_best"] = vs_best
 
 
 def _read_predictions(path, cache: dict) -> pd.DataFrame | None:
@@ -260,7 +285,7 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-STAT_HEADERS = ("95% CI (GAUC)", "rank", "p (seeds)", "p (bootstrap)", "vs baseline")
+STAT_HEADERS = ("95% CI (GAUC)", "rank", "p (seeds)", "p (bootstrap)", "vs baseline", "vs best")
 
 
 LABEL_COLUMNS = ("dataset", "protocol", "config", "architecture", "pooler")
@@ -284,7 +309,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
             _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]),
             _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
             str(int(r["rank"])) if "rank" in r else "—", _p(r.get("p_seeds", np.nan)),
-            _p(r.get("p_bootstrap", np.nan)), str(r.get("vs_baseline", "")) or "—",
+            _p(r.get("p_bootstrap", np.nan)), str(r.get("vs_baseline", "")) or "—", str(r.get("vs_best", "")) or "—",
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
         ])
     return header, rows, constants
@@ -294,6 +319,8 @@ def describe_constants(constants: dict[str, str], baseline: str) -> str:
     parts = [f"{k} {v}" for k, v in constants.items() if k != "config"]
     return "; ".join(["mean ± std over seeds, 95% Student-t CI", f"RelaImpr, rank and two-sided p vs {baseline}",
                       "p (seeds): paired t-test over seeds", "p (bootstrap): paired, over test users, lowest common seed",
+                      "vs best: the same tests against the top pooler (smaller p shown)",
+                      "p-values not corrected for multiple comparisons",
                       *parts])
 
 

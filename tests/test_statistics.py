@@ -110,6 +110,24 @@ def test_summarize_statistics_columns_and_outputs(tmp_path):
         text = report.render(table, fmt, "average")
         assert all(c in text for c in ("gauc_ci_low", "rank", "p_seeds", "p_bootstrap", "vs_baseline"))
     assert r"$\approx$ baseline" in report.render(table, "latex", "average")
+    # against the top pooler: din is best; average and sum are clearly below it over seeds
+    assert t.loc["din", "vs_best"] == "best"
+    assert t.loc["average", "vs_best"].startswith("below best (p ")
+    assert t.loc["sum", "vs_best"].startswith("below best (p ")
+
+
+def test_a_pooler_tied_with_the_top_is_flagged_not_hidden():
+    runs = _runs([
+        dict(pooler="din:softmax", seed=s, auc=0.8, gauc=g, predictions=None) for s, g in enumerate((0.80, 0.82, 0.79))
+    ] + [
+        dict(pooler="din:none", seed=s, auc=0.8, gauc=g, predictions=None) for s, g in enumerate((0.81, 0.80, 0.795))
+    ] + [
+        dict(pooler="average", seed=s, auc=0.7, gauc=g, predictions=None) for s, g in enumerate((0.70, 0.71, 0.705))
+    ])
+    t = report.summarize(runs, baseline="average").set_index("pooler")
+    assert t.loc["din:softmax", "vs_best"] == "best"
+    assert t.loc["din:none", "vs_best"].startswith("≈ best (p ")  # within seed noise of the top
+    assert t.loc["average", "vs_best"].startswith("below best")
 
 
 def test_train_run_saves_predictions_that_reproduce_test_gauc(tiny, tmp_path):
