@@ -114,14 +114,18 @@ def learning_curves(loaded: list[Loaded]) -> pd.DataFrame:
 def intensity(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summed attention weight as a click predictor on its own.
 
-    Returns ``(summary, samples)``. ``summary``: one row per (dataset, architecture, pooler) whose
+    Only poolers that attend to the candidate count (``sum``'s weights are its mask). Returns ``(summary, samples)``. ``summary``: one row per (dataset, architecture, pooler) whose
     runs saved a non-constant attention sum: AUC and GAUC of the sum alone (mean and std over
     seeds), and the mean sum for clicked and not-clicked candidates. Softmax-normalised weights sum
     to 1 for every sample and carry no signal by construction: they are left out. ``samples``: the
     sums and labels of the lowest seed of each pooler, for the distribution plot.
     """
+    from dinbench import poolers
+
     per_seed, samples = [], []
     for r in runs.sort_values("seed").itertuples(index=False):
+        if not poolers.REGISTRY[poolers.parse_spec(r.pooler)[0]].cls.uses_candidate:
+            continue  # e.g. sum: its "weights" are the mask, their sum the history length
         pred = _predictions(r.predictions, ["user", "label", "attention_sum"])
         if pred is None:
             continue

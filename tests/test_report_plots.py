@@ -76,6 +76,8 @@ def test_intensity_scores_the_sum_alone_and_leaves_out_constant_softmax_sums(tmp
             tmp_path, "none", pd.DataFrame({"user": user, "label": label, "attention_sum": informative}))},
         {"pooler": "din:softmax", "seed": 0, "predictions": _predictions(
             tmp_path, "softmax", pd.DataFrame({"user": user, "label": label, "attention_sum": np.ones(n)}))},
+        {"pooler": "sum", "seed": 0, "predictions": _predictions(  # weights = mask: sum = history length
+            tmp_path, "sum", pd.DataFrame({"user": user, "label": label, "attention_sum": informative}))},
         {"pooler": "average", "seed": 0, "predictions": _predictions(
             tmp_path, "avg", pd.DataFrame({"user": user, "label": label, "attention_sum": np.full(n, np.nan)}))},
     ]
