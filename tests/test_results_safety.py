@@ -68,3 +68,17 @@ def test_rebuild_command_of_a_registry_dataset_and_the_default_folder(monkeypatc
         "dinbench download amazon-electronics --force"
     synthetic = {"source": {"kind": "synthetic", "config": {"users": 2500, "seed": 0}}}
     assert contract.rebuild_command(Path("datasets"), "synthetic", synthetic) == "dinbench download synthetic --force"
+
+
+def test_atomic_writes_get_a_normal_file_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    from dinbench.atomic import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "report.md"
+        write_atomic(target, lambda tmp: tmp.write_text("x"))
+        assert target.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
