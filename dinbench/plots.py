@@ -66,11 +66,15 @@ def plot_gauc_by_length(table: pd.DataFrame, stem: Path, title: str = "") -> lis
     order = [b for b in bucket_order() if b in set(table["bucket"])]
     x = {b: i for i, b in enumerate(order)}
     colours = style(list(table["pooler"].unique()))
-    fig, (ax, bar) = plt.subplots(2, 1, figsize=(5.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for pooler, g in table.groupby("pooler", sort=True):
+    names = sorted(table["pooler"].unique())
+    many = len(names) > 6  # legend beside the axes instead of over the lines
+    fig, (ax, bar) = plt.subplots(2, 1, figsize=(6.4 if many else 5.0, 4.2), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    dodge = np.linspace(-0.18, 0.18, len(names)) if len(names) > 1 else np.zeros(1)  # error bars side by side
+    for k, (pooler, g) in enumerate(table.groupby("pooler", sort=True)):
         c, m, ls = colours[pooler]
         g = g.sort_values("bucket", key=lambda s: s.map(x))
-        xs = g["bucket"].map(x).to_numpy()
+        xs = g["bucket"].map(x).to_numpy() + dodge[k]
         ax.errorbar(xs, g["gauc_mean"], yerr=g["gauc_std"].fillna(0), color=c, marker=m, ls=ls, lw=1.2, ms=4,
                     capsize=2, label=pooler)
     counts = table.groupby("bucket")["users"].max().reindex(order)
@@ -81,7 +85,10 @@ def plot_gauc_by_length(table: pd.DataFrame, stem: Path, title: str = "") -> lis
     ax.set_ylabel("test GAUC")
     ax.set_title(title or "Test GAUC by history length")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(ncol=2, frameon=False)
+    if many:
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(ncol=2, frameon=False)
     fig.tight_layout()
     return _save(fig, stem)
 
