@@ -125,3 +125,78 @@ def test_fused_optimizer_takes_the_same_steps(optimizer):
             opt.step()
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- precision, threads, devices
+
+
+def test_unknown_precision_is_one_clear_error(cli):
+    from helpers import assert_user_error
+
+    invoke, _, _ = cli
+    assert_user_error(invoke("run", "--precision", "fp16"), "--precision", "fp16", "fp32, bf16")
+
+
+def test_precision_is_recorded_and_bf16_trains_on_cpu(tiny):
+    from dinbench.train import fit
+
+    cfg = RunConfig(pooler="din:softmax", epochs=1, batch_size=128, embedding_dim=4, mlp_hidden=(8,), max_len=10)
+    assert cfg.precision == "fp32" and cfg.to_dict()["precision"] == "fp32"
+    fitted = fit(RunConfig(**{**cfg.to_dict(), "precision": "bf16"}), tiny)
+    gauc = fitted.history[0]["valid"]["gauc"]
+    assert 0.5 < gauc <= 1.0
+    assert all(p.dtype == torch.float32 for p in fitted.model.parameters())  # autocast: weights stay fp32
+
+
+@pytest.mark.parametrize("spec", ["din:softmax", "multihead", "dot"])
+def test_a_seeded_run_is_identical_with_two_threads(tiny, spec):
+    """Per-row tensors are spread to positions with index_select: x[row]'s backward accumulates with
+    atomic adds on several CPU threads, which made seeded `din` runs differ from run to run."""
+    from dinbench.train import fit
+
+    torch.set_num_threads(2)  # the conftest fixture puts 1 back after the test
+    cfg = RunConfig(pooler=spec, epochs=1, batch_size=128, embedding_dim=4, mlp_hidden=(8,), max_len=20, lr=0.03)
+    a, b = fit(cfg, tiny), fit(cfg, tiny)
+    assert a.history[0]["valid"] == b.history[0]["valid"]
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+
+
+def test_old_records_without_precision_compare_equal_to_fp32():
+    from dinbench.config import comparable
+
+    new = RunConfig().to_dict()
+    old = {k: v for k, v in new.items() if k != "precision"}
+    assert comparable(old) == comparable(new)
+    assert comparable({**new, "precision": "bf16"}) != comparable(new)
+
+
+def test_default_threads_are_the_usable_cores_capped_at_four(monkeypatch):
+    from dinbench import train
+    from dinbench.errors import DinbenchError
+
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert train.default_threads() == 2
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert train.default_threads() == 4
+    assert train.set_threads(None) == 4 and torch.get_num_threads() == 4
+    assert train.set_threads(1) == 1 and torch.get_num_threads() == 1
+    with pytest.raises(DinbenchError, match="--threads must be at least 1"):
+        train.set_threads(0)
+
+
+def test_batch_to_cpu_is_free_and_other_devices_get_every_tensor(tiny, monkeypatch):
+    batch = _batch(tiny)
+    assert batch.to(torch.device("cpu")) is batch
+    moved = []
+
+    def fake_to(self, device, non_blocking=False):  # no GPU here: record what would be copied and how
+        moved.append((str(device), non_blocking))
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "to", fake_to)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    batch.to(torch.device("cuda"))
+    assert moved == [("cuda", True)] * len(batch.__dict__)  # pinned, asynchronous copies
+    moved.clear()
+    batch.to(torch.device("mps"))
+    assert moved == [("mps", False)] * len(batch.__dict__)

@@ -30,5 +30,5 @@ class BilinearPooler(Pooler):
 
     def pool_packed(self, query, packed, age=None):
         qw = query @ self.weight  # [B, D], once per row
-        scores = (packed.keys * qw[packed.row]).sum(-1)  # [N]: qᵀ W k at the real positions
+        scores = (packed.keys * packed.at_rows(qw)).sum(-1)  # [N]: qᵀ W k at the real positions
         return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)

@@ -89,9 +89,9 @@ class DINPooler(Pooler):
         Histories are mostly shorter than the batch's longest, so this skips the padded positions'
         share of the unit's MLP, which dominates the model's cost.
         """
-        k, b = packed.keys, packed.row  # [N, D], [N]
-        h = torch.addmm(per_row[b], k, w_key.T)  # [N, H]: per-row part + (Wk - Wd) k
-        h = torch.addmm(h, k * query[b], w_prod.T)  # + Wp (q ⊙ k)
+        k = packed.keys  # [N, D]
+        h = torch.addmm(packed.at_rows(per_row), k, w_key.T)  # [N, H]: per-row part + (Wk - Wd) k
+        h = torch.addmm(h, k * packed.at_rows(query), w_prod.T)  # + Wp (q ⊙ k)
         for layer in self.rest:
             h = layer(h)  # Dice statistics over [N, H]: real positions only, by construction
         return h.squeeze(-1)  # [N]

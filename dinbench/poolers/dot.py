@@ -24,5 +24,5 @@ class DotPooler(Pooler):
         self.dim, self.normalization = dim, check_normalization(normalization)
 
     def pool_packed(self, query, packed, age=None):
-        scores = (packed.keys * query[packed.row]).sum(-1) / math.sqrt(self.dim)  # [N], real positions only
+        scores = (packed.keys * packed.at_rows(query)).sum(-1) / math.sqrt(self.dim)  # [N], real positions only
         return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)

@@ -51,7 +51,7 @@ class MultiHeadPooler(Pooler):
         # q_h · (Wk k)_h = (Wk_hᵀ q_h) · k: Wk is folded into the query once per row, so no key is projected
         q = self.w_q(query).view(B, H, d)  # [B, H, d]
         q_k = torch.einsum("bhe,heD->bhD", q, self.w_k.weight.view(H, d, D)) / math.sqrt(d)  # [B, H, D]
-        scores = (q_k[packed.row] * packed.keys.unsqueeze(1)).sum(-1)  # [N, H], real positions only
+        scores = (packed.at_rows(q_k) * packed.keys.unsqueeze(1)).sum(-1)  # [N, H], real positions only
         padded = packed.to_padded(scores).transpose(1, 2)  # [B, H, L]
         weights = normalize_scores(padded, packed.mask.unsqueeze(1), self.normalization)  # [B, H, L], 0 at padding
         # sum_l w_hl (Wv k_l)_h = Wv_h (sum_l w_hl k_l): pool the raw keys per head, then project once per row

@@ -42,6 +42,15 @@ class Packed:
         """The same positions with keys[:, columns] (one attention group of the embedding)."""
         return Packed(self.keys[:, columns], self.row, self.pos, self.mask)
 
+    def at_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-row tensor x [B, ...] -> [N, ...], row ``row[n]`` for each real position.
+
+        ``index_select``, not ``x[row]``: the backward of advanced indexing accumulates with atomic adds
+        on CPU when several threads run, so repeated rows would make gradients (and a seeded run's
+        metrics) vary from run to run; index_select's backward (index_add) adds in a fixed order.
+        """
+        return x.index_select(0, self.row)
+
     def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
         """values [N, ...] -> [B, ...]: per batch row, the sum over its real positions (0 for an empty row)."""
         out = values.new_zeros((self.rows, *values.shape[1:]))
