@@ -200,3 +200,28 @@ def test_batch_to_cpu_is_free_and_other_devices_get_every_tensor(tiny, monkeypat
     moved.clear()
     batch.to(torch.device("mps"))
     assert moved == [("mps", False)] * len(batch.__dict__)
+
+
+# ---------------------------------------------------------------- length-bucketed batches
+
+
+def test_bucketing_keeps_every_row_once_per_epoch_is_seeded_and_groups_lengths():
+    from dinbench.batches import batch_indices, bucketed_batch_indices
+
+    lengths = np.random.default_rng(3).integers(0, 51, size=10_007)
+    epoch = bucketed_batch_indices(lengths, 64, np.random.default_rng(7), window=4)
+    rows = np.concatenate(epoch)
+    assert len(rows) == len(lengths) and np.array_equal(np.sort(rows), np.arange(len(lengths)))  # each row once
+    assert all(len(b) <= 64 for b in epoch)
+    again = bucketed_batch_indices(lengths, 64, np.random.default_rng(7), window=4)
+    assert all(np.array_equal(a, b) for a, b in zip(epoch, again))  # same seed, same batches
+    other = bucketed_batch_indices(lengths, 64, np.random.default_rng(8), window=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch, other))  # another seed, other batches
+    # less padding than plain shuffled batches: the point of bucketing
+    plain = batch_indices(len(lengths), 64, np.random.default_rng(7))
+    padded = lambda batches: sum(len(b) * lengths[b].max() for b in batches)  # noqa: E731
+    assert padded(epoch) < 0.7 * padded(plain)
+
+
+def test_bucketing_stays_off_by_default():
+    assert RunConfig().bucket is False
