@@ -340,7 +340,7 @@ def run(
     outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     precision: Optional[str] = typer.Option(None, help=f"fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are reported apart). {_default('precision')}"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: the cores this process may use, at most 4: these small models gain nothing from more). Use 1 when other jobs share the machine."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,

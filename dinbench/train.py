@@ -88,12 +88,18 @@ MAX_DEFAULT_THREADS = 4  # more threads only add synchronisation to these small 
 
 
 def default_threads() -> int:
-    """The cores this process may run on (its CPU affinity, so containers count right), at most 4."""
+    """Half the cores this process may run on (its CPU affinity, so containers count right), 1 to 4.
+
+    Half, because an oversubscribed CPU is catastrophic for torch's OpenMP threads: on a 2-core
+    machine with other busy processes, `din` trained at 19,300 rows/s on 1 thread and 790 rows/s on
+    2 (threads spin at every barrier waiting for a descheduled sibling). Grids of runs are better
+    served by one job per core (docs/performance.md).
+    """
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         available = os.cpu_count() or 1
-    return max(1, min(available, MAX_DEFAULT_THREADS))
+    return max(1, min(available // 2, MAX_DEFAULT_THREADS))
 
 
 def set_threads(threads: int | None) -> int:

@@ -170,12 +170,16 @@ def test_old_records_without_precision_compare_equal_to_fp32():
     assert comparable({**new, "precision": "bf16"}) != comparable(new)
 
 
-def test_default_threads_are_the_usable_cores_capped_at_four(monkeypatch):
+def test_default_threads_are_half_the_usable_cores_from_one_to_four(monkeypatch):
     from dinbench import train
     from dinbench.errors import DinbenchError
 
     monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert train.default_threads() == 2
+    assert train.default_threads() == 1
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(1)), raising=False)
+    assert train.default_threads() == 1
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert train.default_threads() == 3
     monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert train.default_threads() == 4
     assert train.set_threads(None) == 4 and torch.get_num_threads() == 4
