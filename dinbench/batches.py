@@ -46,9 +46,17 @@ class Batch:
     mask: torch.Tensor  # [B, L] bool, True at real positions
     age: torch.Tensor  # [B, L] float, target time - behaviour time (0 at padding)
     label: torch.Tensor  # [B] float
+    row: torch.Tensor  # [N] long, batch row of each real history position (row-major, N = mask.sum())
+    pos: torch.Tensor  # [N] long, its position in [0, L)
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in self.__dict__.values()))
+        """The batch on ``device``. On CUDA the host tensors are pinned first, so the copies are
+        asynchronous (``non_blocking``) and overlap with the GPU's work; elsewhere a plain ``to``."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        pin = device.type == "cuda"
+        return Batch(*((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in self.__dict__.values()))
 
 
 class BehaviourStore:
@@ -86,6 +94,7 @@ class BehaviourStore:
         hist_item = np.where(mask, self.item[rows], 0)
         hist_cat = np.where(mask, self.category[rows], 0)
         age = np.where(mask, s.target_time[idx][:, None] - self.time[rows], 0)
+        row, pos = np.nonzero(mask)  # [N], [N], row-major
         return Batch(
             item=torch.from_numpy(s.item[idx].astype(np.int64)),
             category=torch.from_numpy(s.category[idx].astype(np.int64)),
@@ -94,6 +103,8 @@ class BehaviourStore:
             mask=torch.from_numpy(mask),
             age=torch.from_numpy(age.astype(np.float32)),
             label=torch.from_numpy(s.label[idx]),
+            row=torch.from_numpy(row.astype(np.int64)),
+            pos=torch.from_numpy(pos.astype(np.int64)),
         )
 
 

@@ -339,13 +339,14 @@ def run(
     attention_activation: str = typer.Option("sigmoid", help="din: sigmoid (authors' code), prelu, dice or relu."),
     outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice, usually one per core). Use 1 when other jobs share the machine."),
+    precision: Optional[str] = typer.Option(None, help=f"fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are reported apart). {_default('precision')}"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.train import check_buildable, resolve_device
+    from dinbench.train import check_buildable, resolve_device, set_threads
 
     if resume is not None:
         _resume(resume, data_dir, results_dir)
@@ -358,7 +359,7 @@ def run(
         patience=patience, batch_size=batch_size, embedding_dim=embedding_dim,
         mlp_hidden=_ints(mlp_hidden, "--mlp-hidden"), mlp_activation=mlp_activation, max_len=max_len,
         optimizer=optimizer, lr=lr, lr_decay_steps=lr_decay_steps, lr_decay=lr_decay, grad_clip=grad_clip,
-        l2_minibatch=l2_minibatch, init_std=init_std, bucket=bucket,
+        l2_minibatch=l2_minibatch, init_std=init_std, bucket=bucket, precision=precision,
     )
     settings = apply_preset(preset, explicit)
     pooler_options = dict(
@@ -387,12 +388,7 @@ def run(
     for cfg in {c.pooler: c for c in configs}.values():
         check_buildable(cfg)
     resolve_device(device)
-    if threads is not None:
-        if threads < 1:
-            raise DinbenchError(f"--threads must be at least 1 (got {threads})")
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     prepared = _load_dataset(root, dataset)
     c = prepared.manifest["counts"]
@@ -458,13 +454,14 @@ def _print_finished(target: Console, label: str, run_dir: Path, record: dict) ->
 
 def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) -> None:
     """Continue an interrupted run from its checkpoint, on the dataset and settings it started with."""
-    from dinbench.train import resume_config
+    from dinbench.train import resume_config, set_threads
 
     out = paths.results_dir(results_dir)
     if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
         raise DinbenchError(f"invalid run id '{run_id}': give the folder name under {out}/")
     run_dir = out / run_id
     cfg, record = resume_config(run_dir)
+    set_threads(record.get("torch_threads"))  # the thread count it started with: same summation order
     prepared = _load_dataset(paths.data_dir(data_dir), record["dataset"]["name"])
     console.print(f"resuming {run_id}: {cfg.pooler} seed {cfg.seed} on {prepared.name}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -21,6 +21,7 @@ PROTOCOLS = ("din", "paper")
 OPTIMIZERS = ("adam", "sgd")
 ARCHITECTURES = ("ranking", "two-tower")
 ATTENTION_GROUPS = ("joint", "separate")
+PRECISIONS = ("fp32", "bf16")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -68,6 +69,7 @@ class RunConfig:
     init_std: float = 0.1
     pooler_options: dict[str, Any] = field(default_factory=dict)  # passed to the pooler if it takes them
     device: str = "cpu"
+    precision: str = "fp32"  # bf16: matmuls under torch.autocast in bfloat16 (parameters and optimizer stay fp32)
 
     def validate(self) -> "RunConfig":
         positive = ("epochs", "batch_size", "eval_batch_size", "embedding_dim", "max_len")
@@ -91,6 +93,7 @@ class RunConfig:
             ("architecture", ARCHITECTURES),
             ("attention_groups", ATTENTION_GROUPS),
             ("mlp_activation", MLP_ACTIVATIONS),
+            ("precision", PRECISIONS),
         ):
             if getattr(self, name) not in choices:
                 raise DinbenchError(
@@ -115,9 +118,14 @@ class RunConfig:
 NOT_COMPARED = ("seed", "pooler", "architecture", "device", "eval_batch_size")
 
 
+# Fields added after records were first written, with the value an older record's run had in effect,
+# so that an old record and a new one with the same settings still compare equal.
+ADDED_FIELDS = {"precision": "fp32"}
+
+
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run config without the fields in NOT_COMPARED: equal for runs that belong in one table."""
-    return {k: v for k, v in config.items() if k not in NOT_COMPARED}
+    return {k: v for k, v in {**ADDED_FIELDS, **config}.items() if k not in NOT_COMPARED}
 
 
 def apply_preset(name: str, explicit: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from dinbench.sources.synthetic import SyntheticConfig, generate, source_info
 TINY = SyntheticConfig(users=150, mean_length=8.0)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def _single_threaded_torch():
-    """Tiny models run fastest on one thread, and a second thread fights any background load."""
+    """Tiny models run fastest on one thread, and a second thread fights any background load.
+    Per test, because an in-process `dinbench run` sets its own (default) thread count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

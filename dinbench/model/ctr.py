@@ -3,8 +3,8 @@
 Ranking (early fusion, the DIN paper's setting):
 
     candidate (item, category)    -> q       [B, D]      D = 2 * embedding_dim
-    history   (items, categories) -> keys    [B, L, D]
-    pooler(q, keys, mask, age)    -> pooled  [B, D], weights [B, L]
+    history   (items, categories) -> keys    [N, D]      the N real positions only (Packed)
+    pooler(q, packed, age)        -> pooled  [B, D], weights [B, L]
     MLP([q, pooled])              -> logit   [B]
 
 Two-tower (late fusion, retrieval): the user tower never sees the candidate, so only
@@ -14,7 +14,10 @@ Attention groups: ``joint`` pools the item ⊕ category embeddings with one pool
 code does); ``separate`` pools items against items and categories against categories with two
 poolers of width embedding_dim and concatenates (as the paper's Fig. 2 draws it).
 
-The pooler is the only part that changes between runs.
+The pooler is the only part that changes between runs. Only the real history positions are
+embedded (a padded position's embedding is the zero padding row and never influences anything), so
+embedding lookups and their gradients cost N = real positions, not B * L; poolers without a packed
+implementation get the keys padded back to [B, L, D].
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dinbench.errors import DinbenchError
 from dinbench.model.embeddings import FeatureEmbeddings
 from dinbench.model.mlp import MLP
 from dinbench.poolers import Pooler
+from dinbench.poolers.packed import Packed
 
 
 class CTRModel(nn.Module):
@@ -71,11 +75,11 @@ class CTRModel(nn.Module):
             self.item_tower = MLP(d, mlp_hidden, mlp_activation, out_dim=tower_dim)
             self.bias = nn.Parameter(torch.zeros(()))
 
-    def pool(self, q, keys, mask, age) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def pool(self, q, packed: Packed, age) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(self.poolers) == 1:
-            return self.poolers[0](q, keys, mask, age)
+            return self.poolers[0].pool_packed(q, packed, age)
         e = self.embedding_dim
-        parts = [p(q[:, s], keys[:, :, s], mask, age) for p, s in zip(self.poolers, (slice(0, e), slice(e, None)))]
+        parts = [p.pool_packed(q[:, s], packed.narrow(s), age) for p, s in zip(self.poolers, (slice(0, e), slice(e, None)))]
         pooled = torch.cat([parts[0][0], parts[1][0]], dim=-1)  # [B, D]
         w = [part[1] for part in parts]
         weights = None if w[0] is None else (w[0] + w[1]) / 2  # [B, L], mean of the two groups
@@ -83,12 +87,14 @@ class CTRModel(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self.embeddings(batch.item, batch.category)  # [B, D]
-        keys = self.embeddings(batch.hist_item, batch.hist_category)  # [B, L, D]
+        at = (batch.row, batch.pos)  # [N], [N]: the real history positions, row-major
+        keys = self.embeddings(batch.hist_item[at], batch.hist_category[at])  # [N, D]
+        packed = Packed(keys, batch.row, batch.pos, batch.mask)
         if self.architecture == "ranking":
-            pooled, weights = self.pool(q, keys, batch.mask, batch.age)  # [B, D], [B, L]
+            pooled, weights = self.pool(q, packed, batch.age)  # [B, D], [B, L]
             return self.mlp(torch.cat([q, pooled], dim=-1)), weights
         # two-tower: the user side is computed without the candidate
-        pooled, weights = self.pool(torch.zeros_like(q), keys, batch.mask, batch.age)
+        pooled, weights = self.pool(torch.zeros_like(q), packed, batch.age)
         user = self.user_tower(pooled)  # [B, T]
         item = self.item_tower(q)  # [B, T]
         return (user * item).sum(-1) + self.bias, weights

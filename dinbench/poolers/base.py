@@ -11,12 +11,20 @@ A pooler turns a user's behaviour history into one vector, optionally given the 
 
 Every pooler must give padded positions no influence on the output and stay finite for an empty
 history (all-False mask).
+
+The model calls ``pool_packed(query, packed, age)`` with the history packed to its real positions
+(dinbench.poolers.packed.Packed: keys [N, D]). Poolers that set ``packs = True`` implement that
+natively, so their per-position work scales with N rather than B * L, and their padded ``forward``
+packs and calls it (one implementation for both). Any other pooler only implements ``forward``; the
+default ``pool_packed`` pads the keys back to [B, L, D] for it.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from dinbench.poolers.packed import Packed
 
 NORMALIZATIONS = ("none", "softmax")
 
@@ -27,6 +35,7 @@ class Pooler(nn.Module):
     description: str = ""
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
     uses_order: bool = False  # True when the output depends on the order of the history positions
+    packs: bool = False  # True when pool_packed is the native implementation (then forward packs and calls it)
 
     def forward(
         self,
@@ -35,7 +44,18 @@ class Pooler(nn.Module):
         mask: torch.Tensor,
         age: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.packs:
+            return self.pool_packed(query, Packed.from_padded(keys, mask), age)
         raise NotImplementedError
+
+    def pool_packed(
+        self, query: torch.Tensor, packed: Packed, age: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """query [B, D], packed (keys [N, D]), age [B, L] -> pooled [B, D], weights [B, L] or None.
+
+        Default, for poolers written against the padded interface: pad the keys and call ``forward``.
+        """
+        return self.forward(query, packed.padded_keys(), packed.mask, age)
 
 
 def check_normalization(normalization: str) -> str:
@@ -58,6 +78,12 @@ def normalize_scores(scores: torch.Tensor, mask: torch.Tensor, normalization: st
     if normalization == "none":
         return scores * mask
     raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+
+
+def attend(packed: Packed, scores: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of the real positions [N] -> (pooled [B, D], weights [B, L]), normalised per row over its positions."""
+    weights = normalize_scores(packed.to_padded(scores), packed.mask, normalization)  # [B, L], 0 at padding
+    return packed.weighted_sum(weights), weights
 
 
 def weighted_sum(weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from dinbench.poolers.base import Pooler, check_normalization, normalize_scores, weighted_sum
+from dinbench.poolers.base import Pooler, attend, check_normalization
 
 
 class BilinearPooler(Pooler):
@@ -21,14 +21,14 @@ class BilinearPooler(Pooler):
 
     description = "bilinear target attention qᵀWk, W learned (starts near the scaled dot product)"
     uses_candidate = True
+    packs = True
 
     def __init__(self, dim: int, normalization: str = "softmax", noise: float = 0.01) -> None:
         super().__init__()
         self.dim, self.normalization = dim, check_normalization(normalization)
         self.weight = nn.Parameter((torch.eye(dim) + noise * torch.randn(dim, dim)) / math.sqrt(dim))  # [D, D]
 
-    def forward(self, query, keys, mask, age=None):
+    def pool_packed(self, query, packed, age=None):
         qw = query @ self.weight  # [B, D], once per row
-        scores = (keys @ qw.unsqueeze(-1)).squeeze(-1)  # [B, L]: qᵀ W k_l
-        weights = normalize_scores(scores, mask, self.normalization)  # [B, L], 0 at padding
-        return weighted_sum(weights, keys), weights
+        scores = (packed.keys * packed.at_rows(qw)).sum(-1)  # [N]: qᵀ W k at the real positions
+        return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)

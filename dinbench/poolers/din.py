@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from dinbench.model.activations import ACTIVATIONS, Dice, make_activation
-from dinbench.poolers.base import Pooler, check_normalization, normalize_scores, weighted_sum
+from dinbench.poolers.base import Pooler, attend, check_normalization, normalize_scores
 
 
 class DINPooler(Pooler):
@@ -40,6 +40,7 @@ class DINPooler(Pooler):
 
     description = "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item"
     uses_candidate = True
+    packs = True
 
     def __init__(
         self,
@@ -71,29 +72,29 @@ class DINPooler(Pooler):
             nn.init.uniform_(self.first.bias, -bound, bound)
             self.outer = nn.Parameter(torch.empty(sizes[1], dim, dim).uniform_(-bound, bound))  # [H, D, D]
 
-    def forward(self, query, keys, mask, age=None):
+    def pool_packed(self, query, packed, age=None):
         d = self.dim
         w_q, w_k, w_d, w_p = self.first.weight.split(d, dim=1)  # each [H, D]
-        per_row = query @ (w_q + w_d).T + self.first.bias  # [B, H]
-        if self.outer is None:
-            scores = self._packed_scores(query, keys, mask, per_row, w_k - w_d, w_p)
-        else:
-            scores = self._padded_scores(query, keys, mask, per_row, w_k - w_d, w_p)
-        weights = normalize_scores(scores, mask, self.normalization)  # [B, L], 0 at padding
-        return weighted_sum(weights, keys), weights
+        per_row = torch.addmm(self.first.bias, query, (w_q + w_d).T)  # [B, H], once per row
+        if self.outer is not None:
+            scores = self._padded_scores(query, packed.padded_keys(), packed.mask, per_row, w_k - w_d, w_p)
+            weights = normalize_scores(scores, packed.mask, self.normalization)  # [B, L], 0 at padding
+            return packed.weighted_sum(weights), weights
+        scores = self._packed_scores(query, packed, per_row, w_k - w_d, w_p)  # [N]
+        return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)
 
-    def _packed_scores(self, query, keys, mask, per_row, w_key, w_prod):
-        """Score only the real positions: N = mask.sum() rows instead of B * L.
+    def _packed_scores(self, query, packed, per_row, w_key, w_prod):
+        """Score only the real positions: [N] scores from N rows instead of B * L.
 
         Histories are mostly shorter than the batch's longest, so this skips the padded positions'
-        share of the unit's MLP, which dominates the model's cost. Padding gets score 0.
+        share of the unit's MLP, which dominates the model's cost.
         """
-        b, l = mask.nonzero(as_tuple=True)  # [N], [N]
-        k = keys[b, l]  # [N, D]
-        h = k @ w_key.T + (k * query[b]) @ w_prod.T + per_row[b]  # [N, H]
+        k = packed.keys  # [N, D]
+        h = torch.addmm(packed.at_rows(per_row), k, w_key.T)  # [N, H]: per-row part + (Wk - Wd) k
+        h = torch.addmm(h, k * packed.at_rows(query), w_prod.T)  # + Wp (q ⊙ k)
         for layer in self.rest:
             h = layer(h)  # Dice statistics over [N, H]: real positions only, by construction
-        return keys.new_zeros(mask.shape).index_put((b, l), h.squeeze(-1))  # [B, L]
+        return h.squeeze(-1)  # [N]
 
     def _padded_scores(self, query, keys, mask, per_row, w_key, w_prod):
         """Score every position of [B, L] (used with the outer product, whose per-row factor is [B, D, H])."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from dinbench.poolers.base import Pooler, check_normalization, normalize_scores, weighted_sum
+from dinbench.poolers.base import Pooler, attend, check_normalization
 
 
 class DotPooler(Pooler):
@@ -17,12 +17,12 @@ class DotPooler(Pooler):
 
     description = "scaled dot-product target attention q·k/√D (no parameters)"
     uses_candidate = True
+    packs = True
 
     def __init__(self, dim: int, normalization: str = "softmax") -> None:
         super().__init__()
         self.dim, self.normalization = dim, check_normalization(normalization)
 
-    def forward(self, query, keys, mask, age=None):
-        scores = (keys @ query.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.dim)  # [B, L]
-        weights = normalize_scores(scores, mask, self.normalization)  # [B, L], 0 at padding
-        return weighted_sum(weights, keys), weights
+    def pool_packed(self, query, packed, age=None):
+        scores = (packed.keys * packed.at_rows(query)).sum(-1) / math.sqrt(self.dim)  # [N], real positions only
+        return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dinbench.poolers.base import Pooler, weighted_sum
+from dinbench.poolers.base import Pooler
 
 
 class LastPooler(Pooler):
@@ -21,8 +21,11 @@ class LastPooler(Pooler):
         super().__init__()
         self.dim = dim
 
-    def forward(self, query, keys, mask, age=None):
+    packs = True
+
+    def pool_packed(self, query, packed, age=None):
+        mask = packed.mask
         pos = torch.arange(mask.shape[1], device=mask.device)  # [L]
         last = torch.where(mask, pos, -1).max(dim=1, keepdim=True).values  # [B, 1], -1 for an empty row
-        weights = ((pos == last) & mask).to(keys.dtype)  # [B, L] one-hot (all 0 if empty)
-        return weighted_sum(weights, keys), weights
+        weights = ((pos == last) & mask).to(packed.keys.dtype)  # [B, L] one-hot (all 0 if empty)
+        return packed.weighted_sum(weights), weights

@@ -8,6 +8,11 @@ All four projections are D -> D and bias-free (as in FuxiCTR's MultiHeadTargetAt
 on Wk would add a per-row constant to the scores, which softmax ignores, and a bias on Wo would
 duplicate the MLP's own; without them an empty history pools to exactly 0 like every other pooler.
 The returned weights are the mean over heads, [B, L] (they still sum to 1 under softmax).
+
+Computed without projecting any key: Wk is folded into the query (q_h · (Wk k)_h = (Wk_hᵀ q_h) · k)
+and Wv is applied after pooling (Σ_l w_hl (Wv k_l)_h = Wv_h Σ_l w_hl k_l), both once per row, so the
+per-position work is 2·H·D multiply-adds instead of 2·D² for the key and value projections. Same
+parameters, same function (up to float summation order).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class MultiHeadPooler(Pooler):
 
     description = "multi-head target attention (candidate = query, history = keys/values)"
     uses_candidate = True
+    packs = True
 
     def __init__(self, dim: int, heads: int = 4, normalization: str = "softmax") -> None:
         super().__init__()
@@ -39,13 +45,18 @@ class MultiHeadPooler(Pooler):
         self.w_v = nn.Linear(dim, dim, bias=False)
         self.w_o = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, query, keys, mask, age=None):
-        (B, L, D), H = keys.shape, self.heads
-        q = self.w_q(query).view(B, H, D // H)  # [B, H, d]
-        k = self.w_k(keys).view(B, L, H, D // H)  # [B, L, H, d]
-        v = self.w_v(keys).view(B, L, H, D // H)  # [B, L, H, d]
-        scores = torch.einsum("bhd,blhd->bhl", q, k) / math.sqrt(D // H)  # [B, H, L]
-        weights = normalize_scores(scores, mask.unsqueeze(1), self.normalization)  # [B, H, L], 0 at padding
-        heads = torch.einsum("bhl,blhd->bhd", weights, v)  # [B, H, d]
+    def pool_packed(self, query, packed, age=None):
+        (B, D), H = query.shape, self.heads
+        d = D // H
+        # q_h · (Wk k)_h = (Wk_hᵀ q_h) · k: Wk is folded into the query once per row, so no key is projected
+        q = self.w_q(query).view(B, H, d)  # [B, H, d]
+        q_k = torch.einsum("bhe,heD->bhD", q, self.w_k.weight.view(H, d, D)) / math.sqrt(d)  # [B, H, D]
+        scores = (packed.at_rows(q_k) * packed.keys.unsqueeze(1)).sum(-1)  # [N, H], real positions only
+        padded = packed.to_padded(scores).transpose(1, 2)  # [B, H, L]
+        weights = normalize_scores(padded, packed.mask.unsqueeze(1), self.normalization)  # [B, H, L], 0 at padding
+        # sum_l w_hl (Wv k_l)_h = Wv_h (sum_l w_hl k_l): pool the raw keys per head, then project once per row
+        w_n = weights.transpose(1, 2)[packed.row, packed.pos]  # [N, H]
+        pooled_keys = packed.segment_sum(w_n.unsqueeze(-1) * packed.keys.unsqueeze(1))  # [B, H, D]
+        heads = torch.einsum("bhD,heD->bhe", pooled_keys, self.w_v.weight.view(H, d, D))  # [B, H, d]
         pooled = self.w_o(heads.reshape(B, D))  # [B, D]
         return pooled, weights.mean(dim=1)

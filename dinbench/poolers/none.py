@@ -17,5 +17,7 @@ class NonePooler(Pooler):
         super().__init__()
         self.dim = dim
 
-    def forward(self, query, keys, mask, age=None):
-        return keys.new_zeros(keys.shape[0], keys.shape[2]), None  # [B, D]
+    packs = True
+
+    def pool_packed(self, query, packed, age=None):
+        return packed.keys.new_zeros(packed.rows, packed.keys.shape[1]), None  # [B, D]

@@ -5,7 +5,7 @@ Unlike ``average``, the pooled vector's scale grows with the history length.
 
 from __future__ import annotations
 
-from dinbench.poolers.base import Pooler, weighted_sum
+from dinbench.poolers.base import Pooler
 
 
 class SumPooler(Pooler):
@@ -17,6 +17,8 @@ class SumPooler(Pooler):
         super().__init__()
         self.dim = dim
 
-    def forward(self, query, keys, mask, age=None):
-        weights = mask.to(keys.dtype)  # [B, L], 1 at real positions
-        return weighted_sum(weights, keys), weights
+    packs = True
+
+    def pool_packed(self, query, packed, age=None):
+        weights = packed.mask.to(packed.keys.dtype)  # [B, L], 1 at real positions
+        return packed.segment_sum(packed.keys), weights

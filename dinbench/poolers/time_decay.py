@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from dinbench.poolers.base import Pooler, normalize_scores, weighted_sum
+from dinbench.poolers.base import Pooler, normalize_scores
 
 AGE_UNITS = ("position", "time")
 
@@ -53,13 +53,16 @@ class TimeDecayPooler(Pooler):
     def half_life(self) -> float:
         return float(self.log_half_life.detach().exp())
 
-    def forward(self, query, keys, mask, age=None):
+    packs = True
+
+    def pool_packed(self, query, packed, age=None):
+        mask, dtype = packed.mask, packed.keys.dtype
         if self.age_unit == "position":
-            real = mask.to(keys.dtype)  # [B, L]
+            real = mask.to(dtype)  # [B, L]
             age = real.flip(1).cumsum(1).flip(1) - real  # [B, L]: real positions after l (0 = most recent)
         elif age is None:
             raise ValueError("time-decay with age_unit='time' needs the age tensor (target time - behaviour time)")
-        age = age.to(keys.dtype).masked_fill(~mask, 0.0)  # padding may hold anything; keep it out of the gradient
+        age = age.to(dtype).masked_fill(~mask, 0.0)  # padding may hold anything; keep it out of the gradient
         scores = -math.log(2.0) * age / self.log_half_life.exp()  # [B, L], log of the unnormalised weights
         weights = normalize_scores(scores, mask, "softmax")  # [B, L]: exp, normalised over real positions
-        return weighted_sum(weights, keys), weights
+        return packed.weighted_sum(weights), weights

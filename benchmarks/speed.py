@@ -1,0 +1,327 @@
+"""Speed benchmark: dinbench `din` against DeepCTR-Torch's `DIN` on the same amazon-beauty samples.
+
+    python benchmarks/speed.py [--data-dir DIR] [--threads N] [--epochs 2] [--no-peer] [--poolers LIST]
+
+One run prints, for dinbench `din` (default variant `din:none`) and DeepCTR-Torch `DIN` trained on
+the same prepared samples with the same sizes (embedding 32 per field, max length 50, batch 1,024,
+Adam lr 1e-3, 2 epochs, no model selection: both are scored after their last epoch):
+training rows/s and their ratio, test AUC and GAUC (both with dinbench.metrics), and each one's
+peak RSS (every measurement runs in its own child process, which reports its own peak). Then
+training rows/s of every dinbench pooler (one epoch each), the time to evaluate the test split
+(scoring + AUC + GAUC), and the model-FLOP utilisation of `din` against a matmul peak measured here.
+
+Setup it does by itself:
+- amazon-beauty is imported from ``--interactions`` (default: ../shared/data/amazon-beauty/
+  interactions.csv beside the repository) into ``--data-dir`` when it is not prepared there yet.
+- DeepCTR-Torch is a benchmark-only peer, never a dinbench dependency: when ``deepctr_torch`` is not
+  importable it is installed with ``pip install --no-deps --target <cache>`` (its metadata asks for an
+  unpinned torch, which would replace the pinned one), together with the one dependency it imports
+  that dinbench does not have (tqdm). Its import-time version check (an HTTP request to PyPI) is
+  neutralised with a stub ``requests`` module, so the benchmark makes no network call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PEER = {"deepctr-torch": "0.3.0", "tqdm": "4.70.1"}
+DEFAULT_DATA = Path(tempfile.gettempdir()) / "dinbench-speed" / "datasets"
+DEFAULT_PEER_DIR = Path(tempfile.gettempdir()) / "dinbench-speed" / "peer"
+SIZES = dict(embedding_dim=32, max_len=50, batch_size=1024, lr=1e-3)
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dinbench data folder (amazon-beauty is imported here if missing)")
+    ap.add_argument("--interactions", type=Path, default=REPO.parent / "shared" / "data" / "amazon-beauty" / "interactions.csv")
+    ap.add_argument("--peer-dir", type=Path, default=DEFAULT_PEER_DIR, help="where DeepCTR-Torch is installed if it is not importable")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for every measurement (default: dinbench's default)")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
+    ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        result = WORKERS[args.worker](json.loads(args.job))
+        import resource
+
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+        print("RESULT " + json.dumps(result))
+        return
+
+    sys.path.insert(0, str(REPO))
+    from dinbench.train import default_threads
+
+    threads = args.threads or default_threads()
+    ensure_dataset(args.data_dir, args.interactions)
+    job = dict(data_dir=str(args.data_dir), threads=threads, epochs=args.epochs, **SIZES)
+    load = os.getloadavg()
+    print(f"dinbench speed benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, "
+          f"torch threads {threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"amazon-beauty from {args.data_dir}; embedding {SIZES['embedding_dim']} per field, max length "
+          f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs\n")
+
+    peak = child("peak", job)
+    ours = child("dinbench", job)
+    peer = None
+    if not args.no_peer:
+        peer_path = ensure_peer(args.peer_dir)
+        peer = child("peer", {**job, "peer_path": peer_path})
+
+    print("| model | train rows/s | test AUC | test GAUC | peak RSS |")
+    print("|---|---|---|---|---|")
+    for name, r in (("dinbench din (din:none)", ours), ("DeepCTR-Torch DIN", peer)):
+        if r is not None:
+            print(f"| {name} | {r['rows_per_s']:,.0f} | {r['auc']:.4f} | {r['gauc']:.4f} | {r['peak_rss_mb']:,.0f} MB |")
+    if peer is not None:
+        print(f"\nspeed ratio dinbench / DeepCTR: {ours['rows_per_s'] / peer['rows_per_s']:.1f}x (target >= 10x); "
+              f"test AUC difference {ours['auc'] - peer['auc']:+.4f} (target >= -0.002), "
+              f"GAUC {ours['gauc'] - peer['gauc']:+.4f}")
+    print(f"\nevaluation of the test split ({ours['test_rows']:,} rows, eval batch {ours['eval_batch']:,}): "
+          f"{ours['eval_seconds']:.2f} s (scoring {ours['score_seconds']:.2f} s + AUC and GAUC "
+          f"{ours['metric_seconds']:.2f} s; target < 2 s)")
+
+    flops = ours["train_flops"]
+    achieved = flops / ours["train_seconds"]
+    print(f"\nmodel-FLOP utilisation of din: {achieved / 1e9:.1f} GFLOP/s of model FLOPs / measured fp32 matmul peak "
+          f"{peak['gflops']:.1f} GFLOP/s ({threads} threads) = {achieved / 1e9 / peak['gflops']:.1%}")
+    print(f"  model FLOPs per training row: {flops / ours['train_rows_seen']:,.0f} (matmul multiply-adds x 2, forward x 3 "
+          f"for forward + backward, real history positions only: mean {ours['mean_hist_len']:.2f} per row); the same "
+          f"model computed naively over [q, k, q-k, q*k] at all {SIZES['max_len']} padded positions would need "
+          f"{ours['naive_flops_per_row']:,.0f}")
+
+    if args.poolers:
+        sweep = child("poolers", {**job, "poolers": args.poolers})
+        print("\n| pooler | train rows/s (1 epoch) |")
+        print("|---|---|")
+        for spec, rate in sweep["rates"].items():
+            print(f"| {spec} | {rate:,.0f} |")
+        print(f"(peak RSS of the sweep process {sweep['peak_rss_mb']:,.0f} MB)")
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def child(worker: str, job: dict) -> dict:
+    """Run one measurement in a fresh process (its own peak RSS); returns its RESULT line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--job", json.dumps(job)],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"{worker} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def ensure_dataset(data_dir: Path, interactions: Path) -> None:
+    if (data_dir / "amazon-beauty" / "manifest.json").is_file():
+        return
+    if not interactions.is_file():
+        sys.exit(f"amazon-beauty is not prepared in {data_dir} and {interactions} does not exist; pass --interactions")
+    print(f"importing {interactions} into {data_dir} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "dinbench.cli", "import", str(interactions), "--name", "amazon-beauty",
+                    "--data-dir", str(data_dir)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+
+
+def ensure_peer(peer_dir: Path) -> str:
+    """A folder to put on sys.path for deepctr_torch ('' when it is importable already)."""
+    probe = "import sys, types; sys.modules['requests'] = types.ModuleType('requests'); import deepctr_torch"
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0:
+        return ""
+    if not (peer_dir / "deepctr_torch").is_dir():
+        print(f"installing the peer (benchmark only) into {peer_dir}: pip install --no-deps --target ... "
+              + " ".join(f"{k}=={v}" for k, v in PEER.items()), flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(peer_dir),
+                        *(f"{k}=={v}" for k, v in PEER.items())], check=True)
+    return str(peer_dir)
+
+
+# ----------------------------------------------------------------------------- workers (child processes)
+
+
+def _setup(job: dict):
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from dinbench.batches import BehaviourStore
+    from dinbench.prepared.contract import load
+
+    prepared = load(Path(job["data_dir"]), "amazon-beauty")
+    store = BehaviourStore(prepared)
+    train = store.samples(prepared.splits["train"], job["max_len"])
+    test = store.samples(prepared.splits["test"], job["max_len"])
+    return prepared, store, train, test
+
+
+def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, seed: int = 0) -> tuple:
+    """dinbench's own training step (as dinbench.train.fit runs it) for ``epochs``; returns (model, seconds)."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from dinbench.batches import batch_indices
+    from dinbench.config import RunConfig
+    from dinbench.train import build_model, make_optimizer
+
+    cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
+                    max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"]).validate()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model(cfg, prepared)
+    optimizer, loss_fn = make_optimizer(cfg, model), nn.BCEWithLogitsLoss()
+    seconds = 0.0
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for idx in batch_indices(len(train), cfg.batch_size, rng):
+            batch = store.gather(train, idx)
+            logits, _ = model(batch)
+            loss = loss_fn(logits, batch.label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - t0
+    return model, seconds, cfg
+
+
+def din_flops_per_row(hist_len: float, d: int, hidden: tuple[int, ...], mlp: tuple[int, ...], naive_len: int | None = None) -> float:
+    """Matmul FLOPs (2 per multiply-add) of one training row of dinbench `din`, forward + backward (3x forward).
+
+    Per row: the first layer's q part (D x H1) and the prediction MLP over [q, pooled] (2D -> 200 -> 80 -> 1).
+    Per real history position: the split first layer's k and q*k parts (2 x D x H1), the unit's remaining
+    layers (H1 -> H2 -> 1) and the weighted sum (D). ``naive_len``: the same model computed as the
+    formula reads, the first layer over all 4D features at every one of ``naive_len`` positions.
+    """
+    h1 = hidden[0]
+    rest = sum(a * b for a, b in zip(hidden, (*hidden[1:], 1)))
+    sizes = (2 * d, *mlp, 1)
+    per_row_mac = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    if naive_len is None:
+        per_row_mac += d * h1
+        per_pos_mac = 2 * d * h1 + rest + d
+        positions = hist_len
+    else:
+        per_pos_mac = 4 * d * h1 + rest + d
+        positions = naive_len
+    return 3 * 2 * (per_row_mac + positions * per_pos_mac)
+
+
+def work_dinbench(job: dict) -> dict:
+    import numpy as np
+
+    from dinbench.metrics import evaluate
+    from dinbench.train import predict
+
+    prepared, store, train, test = _setup(job)
+    model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
+    t0 = time.perf_counter()
+    probs = predict(model, store, test, cfg.eval_batch_size, "cpu")
+    t1 = time.perf_counter()
+    metrics = evaluate(test.user, test.label, probs)
+    t2 = time.perf_counter()
+    mean_len = float(np.mean(train.hist_len))
+    d = 2 * cfg.embedding_dim
+    unit = cfg.pooler_options.get("hidden", (80, 40))
+    per_row = din_flops_per_row(mean_len, d, unit, cfg.mlp_hidden)
+    rows = len(train) * job["epochs"]
+    return dict(rows_per_s=rows / seconds, train_seconds=seconds, train_rows_seen=rows, auc=metrics["auc"],
+                gauc=metrics["gauc"], test_rows=len(test), eval_batch=cfg.eval_batch_size,
+                eval_seconds=t2 - t0, score_seconds=t1 - t0, metric_seconds=t2 - t1, mean_hist_len=mean_len,
+                train_flops=per_row * rows,
+                naive_flops_per_row=din_flops_per_row(mean_len, d, unit, cfg.mlp_hidden, naive_len=job["max_len"]))
+
+
+def work_peak(job: dict) -> dict:
+    """fp32 matmul peak of this machine at this thread count: best of several 2048^3 products."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(8):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return dict(gflops=2 * n**3 / best / 1e9)
+
+
+def work_poolers(job: dict) -> dict:
+    from dinbench import poolers
+
+    prepared, store, train, _ = _setup(job)
+    specs = list(poolers.REGISTRY) if job["poolers"] == "all" else [s.strip() for s in job["poolers"].split(",") if s.strip()]
+    rates = {}
+    for spec in specs:
+        _, seconds, cfg = _train_dinbench(spec, job, prepared, store, train, 1)
+        rates[cfg.pooler] = len(train) / seconds
+    return dict(rates=rates)
+
+
+def work_peer(job: dict) -> dict:
+    """DeepCTR-Torch DIN on the same samples: dense [N, max_len] histories, as its API takes them."""
+    import types
+
+    if job["peer_path"]:
+        sys.path.insert(0, job["peer_path"])
+    stub = types.ModuleType("requests")  # deepctr_torch checks PyPI for a newer version at import: no network here
+    stub.codes = types.SimpleNamespace(ok=200)
+    stub.get = lambda *a, **k: types.SimpleNamespace(status_code=0, text="")
+    sys.modules["requests"] = stub
+    import numpy as np
+    import torch
+    from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
+    from deepctr_torch.models import DIN
+
+    from dinbench.metrics import evaluate
+
+    prepared, store, train, test = _setup(job)
+    torch.manual_seed(0)
+    L, e = job["max_len"], job["embedding_dim"]
+
+    def inputs(s) -> dict:
+        lens = s.hist_len
+        offs = np.arange(L)
+        mask = offs[None, :] < lens[:, None]
+        rows = np.where(mask, s.hist_start[:, None] + offs[None, :], 0)
+        return {"item": s.item.astype(np.int64), "cate": s.category.astype(np.int64),
+                "hist_item": np.where(mask, store.item[rows], 0), "hist_cate": np.where(mask, store.category[rows], 0),
+                "seq_length": lens.astype(np.int64)}
+
+    n_items, n_cats = prepared.n_items + 1, prepared.n_categories + 1
+    columns = [
+        SparseFeat("item", n_items, embedding_dim=e), SparseFeat("cate", n_cats, embedding_dim=e),
+        VarLenSparseFeat(SparseFeat("hist_item", n_items, embedding_dim=e, embedding_name="item"), maxlen=L, length_name="seq_length"),
+        VarLenSparseFeat(SparseFeat("hist_cate", n_cats, embedding_dim=e, embedding_name="cate"), maxlen=L, length_name="seq_length"),
+    ]
+    # the sizes of dinbench's din: prediction MLP 200-80 PReLU, activation unit 80-40 sigmoid, unnormalised
+    # weights, embeddings N(0, 0.1) (DeepCTR's init_std sets only the embeddings), no L2
+    model = DIN(columns, ["item", "cate"], dnn_hidden_units=(200, 80), dnn_activation="prelu",
+                att_hidden_size=(80, 40), att_activation="sigmoid", att_weight_normalization=False,
+                l2_reg_embedding=0.0, init_std=0.1, seed=0, device="cpu")
+    model.compile(torch.optim.Adam(model.parameters(), lr=job["lr"]), "binary_crossentropy")
+    x_train, y_train = inputs(train), train.label.astype(np.float32)
+    t0 = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=job["batch_size"], epochs=job["epochs"], verbose=0)
+    seconds = time.perf_counter() - t0
+    probs = model.predict(inputs(test), batch_size=4096).reshape(-1)
+    metrics = evaluate(test.user, test.label, probs)
+    return dict(rows_per_s=len(train) * job["epochs"] / seconds, train_seconds=seconds, auc=metrics["auc"], gauc=metrics["gauc"])
+
+
+WORKERS = {"dinbench": work_dinbench, "peer": work_peer, "peak": work_peak, "poolers": work_poolers}
+
+if __name__ == "__main__":
+    main()
