@@ -426,6 +426,7 @@ def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, result
         prepared = _load_dataset(root, dataset)
     else:  # rank 0 prepares (synthetic may need generating) before the others read it
         prepared = dist.rank0_first(lambda: _load_dataset(root, dataset))
+        dist.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
     console.print(_dataset_line(prepared, configs[0].protocol))
     where = f"; {dist.describe()}" if dist is not None else ""
     console.print(f"{len(configs)} run(s): {', '.join(specs)} x {grid.seeds} seed(s), preset {grid.preset}, "
@@ -493,16 +494,26 @@ def sweep(
             shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
         del prepared
     done: dict[str, Loaded] = {}
+    interrupted: dict[str, Path] = {}  # local: interrupted runs of the grid continue from their checkpoints
     if skip_existing:
+        from dinbench.checkpoint import CHECKPOINT
+
         loaded, _ = load_records(out)
         for item in loaded:
             key = record_identity(item.record)
             if key is not None:
                 done.setdefault(key, item)
-    existing, todo = [], []
+            key = record_identity(item.record, ("interrupted",))
+            if key is not None and executor == "local" and (item.path.parent / CHECKPOINT).is_file():
+                interrupted[key] = item.path.parent
+    existing, todo, resume = [], [], []
     for cfg in configs:
-        hit = done.get(run_identity(fingerprints[cfg.dataset], cfg.to_dict()))
-        (existing if hit is not None else todo).append(hit if hit is not None else cfg)
+        key = run_identity(fingerprints[cfg.dataset], cfg.to_dict())
+        if key in done:
+            existing.append(done[key])
+        else:
+            todo.append(cfg)
+            resume.append(interrupted.pop(key, None))
     console.print(
         f"{len(configs)} run(s) in the grid: {', '.join(planned.specs)} x {grid.seeds} seed(s) x "
         f"{len(fingerprints)} dataset(s), {' and '.join(planned.archs)}; {len(existing)} already done in {out}/ "
@@ -510,6 +521,8 @@ def sweep(
     )
     if planned.two_tower_skipped:
         console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
+    if any(resume):
+        console.print(f"{sum(map(bool, resume))} interrupted run(s) continue from their checkpoints")
     finished: list[Loaded] = []
     failures = 0
     started = time.time()
@@ -531,7 +544,7 @@ def sweep(
                 _print_finished(progress.console, label, outcome.run_dir, outcome.record)
                 finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
 
-            sweep_mod.execute(plan, todo, root, out, on_done, shipped)
+            sweep_mod.execute(plan, todo, root, out, on_done, shipped, resume)
     console.print(f"{len(finished)} run(s) done, {failures} failed, {len(existing)} skipped in {time.time() - started:.1f}s")
     table = report_mod.summarize(report_mod.runs_frame(existing + finished), baseline=poolers.BASELINE)
     _print_table(table, f"results of this sweep ({len(finished)} new, {len(existing)} existing run(s))", poolers.BASELINE)

@@ -102,6 +102,14 @@ class Distributed:
             raise DinbenchError(message[0])
         return fn()
 
+    def agree(self, value: Any, what: str) -> None:
+        """Refuse, on every rank, to go on unless every rank has the same ``value``."""
+        values: list[Any] = [None] * self.world
+        tdist.all_gather_object(values, value)
+        if any(v != values[0] for v in values):
+            differ = ", ".join(f"rank {r}: {str(v)[:12]}" for r, v in enumerate(values))
+            raise DinbenchError(f"the ranks disagree on the {what} ({differ}); prepare the same data on every node")
+
     def wrap(self, model: nn.Module) -> nn.Module:
         """The DDP wrapper that trains ``model`` (whose parameters and state_dict stay the plain ones)."""
         from torch.nn.parallel import DistributedDataParallel

@@ -145,9 +145,9 @@ def run_identity(fingerprint: str, config: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
-def record_identity(record: dict[str, Any]) -> str | None:
-    """``run_identity`` of a completed record (None for running, failed or interrupted ones)."""
-    if record.get("status") != "completed":
+def record_identity(record: dict[str, Any], statuses: tuple[str, ...] = ("completed",)) -> str | None:
+    """``run_identity`` of a record whose status is one of ``statuses`` (else None)."""
+    if record.get("status") not in statuses:
         return None
     try:
         return run_identity(record["dataset"]["fingerprint"], record["config"])

@@ -36,6 +36,12 @@ from dinbench.errors import DinbenchError
 EXECUTORS = ("local", "ray")
 
 
+class SweepInterrupted(DinbenchError):
+    """Ctrl-C during a sweep: running runs checkpoint themselves; the CLI exits with 130."""
+
+    exit_code = 130
+
+
 def available_cores() -> int:
     """CPU cores this process may use (its affinity mask where the OS has one)."""
     try:
@@ -57,7 +63,7 @@ class Plan:
     """How a sweep runs: executor, parallel runs, torch threads per run, GPUs."""
 
     executor: str
-    workers: int  # local: processes; ray: None-like 0 (the cluster decides)
+    workers: int  # local: processes; ray: 0 (the cluster's free CPUs decide)
     threads: int
     gpus: int = 0  # local: GPUs shared out round-robin among the workers
     gpus_per_run: float = 0.0  # ray: GPUs each task reserves
@@ -133,12 +139,15 @@ def _one_line(exc: BaseException) -> str:
 # ---- local: a process pool ------------------------------------------------------------------
 
 _DATASETS: dict[tuple[str, str], Any] = {}  # per worker process: (data dir, name) -> Prepared
+_STOP = None  # per worker process: the sweep's stop event (set by the driver on Ctrl-C)
 
 
-def _init_worker(threads: int, gpus: int, counter) -> None:
+def _init_worker(threads: int, gpus: int, counter, stop) -> None:
     """Runs once in each pool process: pin torch's threads (and a GPU, round-robin)."""
     import torch
 
+    global _STOP
+    _STOP = stop
     torch.set_num_threads(threads)
     if gpus:
         with counter.get_lock():
@@ -147,32 +156,37 @@ def _init_worker(threads: int, gpus: int, counter) -> None:
         torch.cuda.set_device(index % gpus)
 
 
-def _local_task(cfg: RunConfig, data_dir: str, results_dir: str) -> Outcome:
+def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str | None = None) -> Outcome:
     """One run in a pool process; every failure comes back as a one-line error, never an exception."""
     from dinbench.prepared import contract
     from dinbench.train import train_run
 
+    if _STOP is not None and _STOP.is_set():
+        return Outcome(error="not started: the sweep was interrupted")
     try:
         key = (data_dir, cfg.dataset)
         if key not in _DATASETS:
             _DATASETS[key] = contract.load(Path(data_dir), cfg.dataset)
-        run_dir, record = train_run(cfg, _DATASETS[key], Path(results_dir))
+        stop = _STOP.is_set if _STOP is not None else None  # checkpoint at the next batch on Ctrl-C
+        run_dir, record = train_run(cfg, _DATASETS[key], Path(results_dir), stop=stop,
+                                    resume_dir=Path(resume_dir) if resume_dir else None)
         return Outcome(run_dir=run_dir, record=record)
     except Exception as exc:  # noqa: BLE001 - reported as one line; the sweep goes on
         return Outcome(error=_one_line(exc))
 
 
 def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
-                   on_done: Callable[[RunConfig, Outcome], None]) -> None:
+                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None]) -> None:
     import multiprocessing as mp
 
     # spawn, not fork: a forked torch (its thread pools, maybe CUDA) is not safe to use
     ctx = mp.get_context("spawn")
-    counter = ctx.Value("i", 0)
+    counter, stop = ctx.Value("i", 0), ctx.Event()
     pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(plan.threads, plan.gpus, counter))
+                               initargs=(plan.threads, plan.gpus, counter, stop))
     try:
-        pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir)): cfg for cfg in todo}
+        pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None): cfg
+                   for cfg, where in zip(todo, resume)}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -186,8 +200,9 @@ def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_di
                     outcome = Outcome(error=_one_line(exc))
                 on_done(cfg, outcome)
     except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)  # running runs checkpoint and mark themselves interrupted
-        raise DinbenchError("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
+        stop.set()  # running runs checkpoint and mark themselves interrupted; queued ones do not start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise SweepInterrupted("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -276,15 +291,20 @@ def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref)
-            raise DinbenchError("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
+            raise SweepInterrupted("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
     finally:
         ray.shutdown()
 
 
 def execute(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
-            on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any] | None = None) -> None:
-    """Run every config of ``todo``; ``on_done(cfg, outcome)`` is called in the driver as each ends."""
+            on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any] | None = None,
+            resume: list[Path | None] | None = None) -> None:
+    """Run every config of ``todo``; ``on_done(cfg, outcome)`` is called in the driver as each ends.
+
+    ``shipped``: dataset name -> Prepared, for Ray. ``resume``: per config, the folder of an
+    interrupted run of it to continue from its checkpoint (local executor only), or None.
+    """
     if plan.executor == "ray":
         _execute_ray(plan, todo, results_dir, on_done, shipped or {})
     else:
-        _execute_local(plan, todo, data_dir, results_dir, on_done)
+        _execute_local(plan, todo, data_dir, results_dir, on_done, resume or [None] * len(todo))

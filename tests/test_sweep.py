@@ -4,6 +4,8 @@ one-line errors for bad option values."""
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import json
 import os
 import subprocess
@@ -13,8 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dinbench import sweep as sweep_mod
+from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig
 from dinbench.grid import run_identity
+from dinbench.train import train_run
 from helpers import REPO_ROOT, assert_user_error
 
 GRID = ("--pooler", "average,din", "--seeds", "2", "--epochs", "1", "--embedding-dim", "8", "--batch-size", "128")
@@ -53,14 +57,30 @@ def sequential(tiny_data_dir, tmp_path_factory):
     return metrics
 
 
-def test_local_sweep_writes_the_records_of_sequential_runs_and_resumes(tiny_data_dir, tmp_path, sequential):
+def _grid_configs(**given) -> list[RunConfig]:
+    """The RunConfigs the CLI makes from these options (the rest at their defaults)."""
+    from dinbench.cli import _grid_parameters
+    from dinbench.grid import GridOptions, expand
+
+    defaults = {n: p.default.default for n, p in inspect.signature(_grid_parameters).parameters.items()}
+    return expand(GridOptions(**{**defaults, **given}), ["synthetic"]).configs
+
+
+def test_local_sweep_writes_the_records_of_sequential_runs_and_resumes(tiny, tiny_data_dir, tmp_path, sequential):
     results = tmp_path / "results"
+    # one run of the grid was interrupted earlier: the sweep continues it from its checkpoint
+    cfg = next(c for c in _grid_configs(pooler="average,din", seeds=2, epochs=1, embedding_dim=8, batch_size=128)
+               if c.pooler == "average" and c.seed == 1)
+    steps = itertools.count()
+    with pytest.raises(RunInterrupted):
+        train_run(cfg, tiny, results, stop=lambda: next(steps) >= 5)
     argv = ("sweep", *GRID, "--executor", "local", "--workers", "2", "--threads", "1",
             "--data-dir", str(tiny_data_dir), "--results-dir", str(results))
     r = _invoke(*argv)
     assert r.exit_code == 0, r.output
     out = " ".join(r.stdout.split())
     assert "0 already done" in out and "4 to run on 2 local worker(s) x 1 thread(s)" in out
+    assert "1 interrupted run(s) continue from their checkpoints" in out
     for pooler, seed in sequential:  # one line per finished run: pooler, seed, GAUC and where the record went
         assert f"{pooler} seed {seed}: test AUC" in out
     assert out.count("/record.json") == 4
@@ -68,6 +88,7 @@ def test_local_sweep_writes_the_records_of_sequential_runs_and_resumes(tiny_data
     assert _metrics(results) == sequential  # same seed, same thread count: the same numbers
     records = [json.loads(p.read_text()) for p in results.glob("*/record.json")]
     assert {rec["torch_threads"] for rec in records} == {1}
+    assert [(r["pooler"], r["seed"]) for r in records if r.get("resumed")] == [("average", 1)]
 
     again = _invoke(*argv)  # a finished sweep has nothing left to run
     assert again.exit_code == 0, again.output
