@@ -66,14 +66,14 @@ class Plan:
     workers: int  # local: processes; ray: 0 (the cluster's free CPUs decide)
     threads: int
     gpus: int = 0  # local: GPUs shared out round-robin among the workers
-    gpus_per_run: float = 0.0  # ray: GPUs each task reserves
+    gpus_per_run: float | None = 0.0  # ray: GPUs each task reserves (None: 1 if the cluster has GPUs, else 0)
     address: str | None = None
     cores: int = field(default_factory=available_cores)
 
     def describe(self) -> str:
         if self.executor == "ray":
             where = self.address or os.environ.get("RAY_ADDRESS") or "the local Ray cluster"
-            gpus = f", {self.gpus_per_run:g} GPU" if self.gpus_per_run else ""
+            gpus = f", {self.gpus_per_run:g} GPU" if self.gpus_per_run else (", GPUs if any" if self.gpus_per_run is None else "")
             return f"Ray at {where} ({self.threads} CPU{gpus} per run)"
         gpus = f", {self.gpus} GPU(s) round-robin" if self.gpus else ""
         return f"{self.workers} local worker(s) x {self.threads} thread(s) ({self.cores} cores{gpus})"
@@ -94,7 +94,7 @@ def plan(executor: str, runs: int, workers: int | None, threads: int | None, gpu
         if workers is not None:
             raise DinbenchError("--workers is for --executor local; on Ray the cluster's free CPUs decide "
                                 "(set --threads, the CPUs each run reserves)")
-        gpus = gpus_per_run if gpus_per_run is not None else (1.0 if device in ("cuda", "auto") else 0.0)
+        gpus = gpus_per_run if gpus_per_run is not None else {"cuda": 1.0, "auto": None}.get(device, 0.0)
         return Plan("ray", workers=0, threads=threads or 1, gpus_per_run=gpus, address=address)
     if address is not None or gpus_per_run is not None:
         raise DinbenchError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
@@ -252,6 +252,23 @@ def store_run(results_dir: Path, run_id: str, files: dict[str, bytes]) -> Path:
     return run_dir
 
 
+def _fit_cluster(plan: Plan, ray) -> None:
+    """Settle ``--device auto``'s GPUs and refuse, in one line, tasks no node of the cluster could run
+    (Ray would otherwise wait for them forever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((r.get("CPU", 0) for r in nodes), default=0)
+    most_gpus = max((r.get("GPU", 0) for r in nodes), default=0)
+    if plan.gpus_per_run is None:
+        plan.gpus_per_run = 1.0 if most_gpus else 0.0  # the runs' device "auto" then finds a GPU, or the CPU
+    if plan.threads > most_cpus:
+        raise DinbenchError(f"--threads {plan.threads}: no node of the Ray cluster has that many CPUs (at most "
+                            f"{most_cpus:g}); lower --threads")
+    if plan.gpus_per_run > most_gpus:
+        raise DinbenchError(f"each run asks for {plan.gpus_per_run:g} GPU but no node of the Ray cluster has "
+                            f"{'any' if not most_gpus else 'that many'} (at most {most_gpus:g}); "
+                            "use --device cpu, or a smaller --gpus-per-run")
+
+
 def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
                  on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any]) -> None:
     try:
@@ -268,6 +285,7 @@ def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
             f"({_one_line(exc)}); start one with `ray start --head` or fix --address"
         ) from None
     try:
+        _fit_cluster(plan, ray)
         refs = {name: ray.put(prepared) for name, prepared in shipped.items()}
         task = ray.remote(num_cpus=plan.threads, num_gpus=plan.gpus_per_run, max_retries=0)(_ray_task)
         pending = {task.remote(cfg, refs[cfg.dataset], plan.threads, sys.argv): cfg for cfg in todo}

@@ -156,30 +156,46 @@ def test_core_modules_do_not_import_ray():
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT).returncode == 0
 
 
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """A one-node Ray cluster on 127.0.0.1 started (and stopped) by this test; yields its address."""
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A one-node Ray cluster on 127.0.0.1 (2 CPUs, no GPU) started and stopped by these tests; its address."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'dinbench[ray]' to run this test")
-    # the cluster's workers import dinbench from this checkout
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    context = ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
-    try:
-        yield context.address_info["gcs_address"]
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        # the cluster's workers import dinbench from this checkout
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        context = ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        try:
+            yield context.address_info["gcs_address"]
+        finally:
+            ray.shutdown()
+
+
+def _ray_sweep(address: str, tmp_path, data, *args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "dinbench.cli", "sweep", *GRID, "--executor", "ray", "--address", address,
+         "--data-dir", str(data), "--results-dir", str(tmp_path / "results"), *args],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_ray_sweep_writes_the_records_of_sequential_runs(ray_cluster, tiny_data_dir, tmp_path, sequential):
-    results = tmp_path / "results"
-    r = subprocess.run(
-        [sys.executable, "-m", "dinbench.cli", "sweep", *GRID, "--executor", "ray", "--address", ray_cluster,
-         "--threads", "1", "--data-dir", str(tiny_data_dir), "--results-dir", str(results)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
-    )
+    r = _ray_sweep(ray_cluster, tmp_path, tiny_data_dir, "--threads", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
     assert f"Ray at {ray_cluster}" in out and "4 run(s) done, 0 failed" in out
+    results = tmp_path / "results"
     assert _metrics(results) == sequential  # records returned to the driver and written where report looks
     records = [json.loads(p.read_text()) for p in results.glob("*/record.json")]
     assert all("sweep" in rec["command"] and rec["torch_threads"] == 1 for rec in records)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--threads", "3"), "no node of the Ray cluster has that many CPUs"),
+    (("--device", "cuda"), "no node of the Ray cluster has any"),
+])
+def test_ray_refuses_runs_no_node_can_take(ray_cluster, tiny_data_dir, tmp_path, args, fragment):
+    r = _ray_sweep(ray_cluster, tmp_path, tiny_data_dir, *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr.strip()
+    assert err.startswith("error:") and fragment in err and "\n" not in err, err
