@@ -469,7 +469,7 @@ def sweep(
     workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda one per GPU)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default local: cores / workers; ray: 1). Local workers x threads may not exceed the cores."),
     address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray)."),
-    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (default: 1 with --device cuda or auto, else 0; a fraction shares a GPU)."),
+    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (default: 1 with --device cuda, or with auto on a cluster that has GPUs; else 0; a fraction shares a GPU)."),
     skip_existing: bool = typer.Option(True, "--skip-existing/--rerun-existing", help="Skip runs whose completed record (same data fingerprint, config, pooler and seed) is already in the results dir."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
