@@ -128,10 +128,9 @@ class Outcome:
 
 
 def _one_line(exc: BaseException) -> str:
-    from dinbench.errors import DinbenchError as _E
-
+    """The first line of an exception's message (DinbenchErrors as they are, others with their type)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, _E):
+    if isinstance(exc, DinbenchError):
         return text or exc.__class__.__name__
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
