@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--pooler", default="average,din")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="measure A, C, B this many times, interleaved; the minimum counts")
     ap.add_argument("--ddp", default=None, help="also time one run on this prepared dataset under torchrun")
     ap.add_argument("--ddp-pooler", default="din:softmax")
     ap.add_argument("--data-dir", type=Path, default=None, help="where --ddp's dataset is prepared")
@@ -65,17 +66,26 @@ def main() -> None:
         data = tmp / "data"
         timed([*CLI, "download", "synthetic", "--data-dir", str(data)])
         grid = ["--pooler", args.pooler, "--seeds", str(args.seeds), "--epochs", str(args.epochs), "--data-dir", str(data)]
-        walls = {}
-        walls["A"] = timed([*CLI, "run", *grid, "--threads", "1", "--results-dir", str(tmp / "A")])
-        walls["B"] = timed([*CLI, "run", *grid, "--threads", str(cores), "--results-dir", str(tmp / "B")])
-        walls["C"] = timed([*CLI, "sweep", *grid, "--workers", str(cores), "--threads", "1", "--results-dir", str(tmp / "C")])
-        a, c = metrics(tmp / "A"), metrics(tmp / "C")
+        commands = {
+            "A": [*CLI, "run", *grid, "--threads", "1"],
+            "B": [*CLI, "run", *grid, "--threads", str(cores)],
+            "C": [*CLI, "sweep", *grid, "--workers", str(cores), "--threads", "1"],
+        }
+        trials: dict[str, list[float]] = {k: [] for k in commands}
+        for t in range(args.repeat):
+            for key in ("A", "C", "B"):  # interleaved, so a change of background load hits all three
+                out = tmp / f"{key}{t}"
+                trials[key].append(timed([*commands[key], "--results-dir", str(out)]))
+                print(f"  trial {t + 1} {key}: {trials[key][-1]:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+        walls = {k: min(v) for k, v in trials.items()}
+        a, c = metrics(tmp / "A0"), metrics(tmp / "C0")
         runs = len(a)
         print(f"{runs} runs ({args.pooler} x {args.seeds} seeds, {args.epochs} epochs) on synthetic:")
         print(f"  A  run, 1 process x 1 thread        {walls['A']:7.1f} s")
         print(f"  B  run, 1 process x {cores} threads      {walls['B']:7.1f} s")
         print(f"  C  sweep, {cores} workers x 1 thread     {walls['C']:7.1f} s")
-        print(f"  speedup of the sweep: {walls['A'] / walls['C']:.2f}x over A, {walls['B'] / walls['C']:.2f}x over B")
+        print(f"  speedup of the sweep: {walls['A'] / walls['C']:.2f}x over A, {walls['B'] / walls['C']:.2f}x over B"
+              + (f" (fastest of {args.repeat} interleaved trials each)" if args.repeat > 1 else ""))
         print(f"  sweep metrics equal to A (same seed, 1 thread): {a == c}")
         if args.ddp:
             ddp_grid = ["--dataset", args.ddp, "--pooler", args.ddp_pooler, "--epochs", "1"]
