@@ -6,6 +6,7 @@ Every command's ``--help`` is its manual. User errors print one line and exit wi
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -296,19 +297,7 @@ def _default(name: str) -> str:
     return f"(default: {value})"
 
 
-def _ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
-    if text is None:
-        return None
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise DinbenchError(f"{option} takes comma-separated integers like 200,80 (got '{text}')") from None
-
-
-@app.command()
-@user_errors
-def run(
-    dataset: str = typer.Option("synthetic", help="Prepared dataset to train on."),
+def _grid_parameters(
     pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'."),
     seeds: int = typer.Option(1, help="Number of seeds (repeats) per pooler."),
     seed: int = typer.Option(0, help="First seed; runs use seed, seed+1, ..."),
@@ -340,65 +329,107 @@ def run(
     outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     precision: Optional[str] = typer.Option(None, help=f"fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are reported apart). {_default('precision')}"),
+) -> None:
+    """The options shared by `run` and `sweep` (what to train and how); see ``grid_options``."""
+
+
+_GRID = object()  # placeholder default of a command's ``grid`` parameter (replaced by the options above)
+
+
+def grid_options(fn):
+    """Give a command the options of ``_grid_parameters`` in place of its ``grid`` parameter.
+
+    The command is called with those options gathered in one ``GridOptions`` (``grid=``), so `run`
+    and `sweep` share one definition of every option, its help text and its default.
+    """
+    from dinbench.grid import GridOptions
+
+    shared = list(inspect.signature(_grid_parameters, eval_str=True).parameters.values())
+    own = list(inspect.signature(fn, eval_str=True).parameters.values())
+    at = [p.name for p in own].index("grid")
+    params = own[:at] + shared + own[at + 1:]
+    names = {p.name for p in shared}
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        grid = GridOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+        return fn(grid=grid, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """--threads, or the default: half the usable cores, 1 to 4 (see train.default_threads)."""
+    from dinbench.train import set_threads
+
+    set_threads(threads)
+
+
+def _dataset_line(prepared, protocol: str) -> str:
+    c = prepared.manifest["counts"]
+    return (f"dataset [bold]{prepared.name}[/] ({c['users']:,} users, {c['items']:,} items; "
+            f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples), "
+            f"protocol {protocol}")
+
+
+def _run_label(cfg: RunConfig, with_dataset: bool = False) -> str:
+    label = f"{cfg.pooler} seed {cfg.seed}" + (" two-tower" if cfg.architecture == "two-tower" else "")
+    return f"{cfg.dataset} {label}" if with_dataset else label
+
+
+@app.command()
+@user_errors
+@grid_options
+def run(
+    dataset: str = typer.Option("synthetic", help="Prepared dataset to train on."),
+    grid=_GRID,
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
+    distributed: bool = typer.Option(False, "--distributed", help="Train each run on several processes with DistributedDataParallel: launch with `torchrun --nproc-per-node N -m dinbench.cli run --distributed ...` (docs/scaling.md)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.train import check_buildable, resolve_device, set_threads
+    from dinbench.grid import expand
+    from dinbench.train import resolve_device
 
     if resume is not None:
+        if distributed:
+            raise DinbenchError("--resume does not combine with --distributed; resume the run in one process")
         _resume(resume, data_dir, results_dir)
         return
-    if seeds < 1:
-        raise DinbenchError(f"--seeds must be at least 1 (got {seeds})")
-    specs = poolers.expand(pooler)
-    explicit = dict(
-        protocol=protocol, attention_groups=attention_groups, epochs=epochs,
-        patience=patience, batch_size=batch_size, embedding_dim=embedding_dim,
-        mlp_hidden=_ints(mlp_hidden, "--mlp-hidden"), mlp_activation=mlp_activation, max_len=max_len,
-        optimizer=optimizer, lr=lr, lr_decay_steps=lr_decay_steps, lr_decay=lr_decay, grad_clip=grad_clip,
-        l2_minibatch=l2_minibatch, init_std=init_std, bucket=bucket, precision=precision,
-    )
-    settings = apply_preset(preset, explicit)
-    pooler_options = dict(
-        half_life=half_life, age_unit=decay_age, learn=learn_decay, heads=heads,
-        hidden=_ints(attention_hidden, "--attention-hidden"), activation=attention_activation, outer=outer_product,
-    )
-    archs = list(dict.fromkeys(a.strip() for a in architecture.split(",") if a.strip()))
-    configs, skipped = [], []
-    for arch in archs:
-        for p in specs:
-            if arch == "two-tower" and poolers.REGISTRY[poolers.parse_spec(p)[0]].cls.uses_candidate:
-                skipped.append(p)
-                continue
-            configs += [
-                RunConfig(dataset=dataset, pooler=p, seed=seed + s, device=device, architecture=arch,
-                          pooler_options=pooler_options, **settings)
-                for s in range(seeds)
-            ]
-    if not configs:
-        raise DinbenchError(
-            f"{', '.join(skipped)} attend(s) to the candidate, which a two-tower user tower never sees; "
-            "use --architecture ranking or a candidate-free pooler (average, sum, max, last, time-decay, none)"
-        )
-    for cfg in configs:
-        cfg.validate()  # every option checked before any work starts
-    for cfg in {c.pooler: c for c in configs}.values():
-        check_buildable(cfg)
-    resolve_device(device)
-    set_threads(threads)
+    planned = expand(grid, [dataset])
+    configs, specs, archs, skipped = planned.configs, planned.specs, planned.archs, planned.two_tower_skipped
+    resolve_device(grid.device)
+    _set_threads(threads)
+    dist = None
+    if distributed:
+        from dinbench import distributed as ddp
+
+        ddp.check_config(configs[0])
+        dist = ddp.init(grid.device)
+        console.quiet = not dist.is_writer  # rank 0 speaks for all ranks
+    try:
+        _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist) -> None:
+    """The body of `run`: load the dataset, train the configs one after another, print the table."""
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
-    prepared = _load_dataset(root, dataset)
-    c = prepared.manifest["counts"]
-    console.print(
-        f"dataset [bold]{dataset}[/] ({c['users']:,} users, {c['items']:,} items; "
-        f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples), "
-        f"protocol {configs[0].protocol}"
-    )
-    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {seeds} seed(s), preset {preset}, "
-                  f"{' and '.join(archs)}; records go to {out}/")
+    if dist is None:
+        prepared = _load_dataset(root, dataset)
+    else:  # rank 0 prepares (synthetic may need generating) before the others read it
+        prepared = dist.rank0_first(lambda: _load_dataset(root, dataset))
+        dist.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
+    console.print(_dataset_line(prepared, configs[0].protocol))
+    where = f"; {dist.describe()}" if dist is not None else ""
+    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {grid.seeds} seed(s), preset {grid.preset}, "
+                  f"{' and '.join(archs)}{where}; records go to {out}/")
     if skipped:
         console.print(f"two-tower skips {', '.join(skipped)}: they attend to the candidate, which the user tower never sees")
     finished: list[Loaded] = []
@@ -406,16 +437,17 @@ def run(
     with Progress(
         TextColumn("[bold]{task.fields[run]}"), TextColumn("{task.description}"), BarColumn(),
         MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+        disable=console.quiet,
     ) as progress:
         overall = progress.add_task("runs", total=len(configs), run="all")
         for cfg in configs:
-            label = f"{cfg.pooler} seed {cfg.seed}" + (" two-tower" if cfg.architecture == "two-tower" else "")
+            label = _run_label(cfg)
             task = progress.add_task("", total=1, run=label)
 
             def on_progress(stage: str, done: int, total: int, task=task) -> None:
                 progress.update(task, description=stage, completed=done, total=total)
 
-            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir)
+            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, dist=dist)
             progress.remove_task(task)
             progress.advance(overall)
             _print_finished(progress.console, label, run_dir, record)
@@ -426,13 +458,109 @@ def run(
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
 
 
-def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir):
+@app.command()
+@user_errors
+@grid_options
+def sweep(
+    dataset: str = typer.Option("synthetic", help="Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds."),
+    grid=_GRID,
+    executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench[ray]'`)."),
+    workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda one per GPU)."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default local: cores / workers; ray: 1). Local workers x threads may not exceed the cores."),
+    address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray)."),
+    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (default: 1 with --device cuda, or with auto on a cluster that has GPUs; else 0; a fraction shares a GPU)."),
+    skip_existing: bool = typer.Option(True, "--skip-existing/--rerun-existing", help="Skip runs whose completed record (same data fingerprint, config, pooler and seed) is already in the results dir."),
+    data_dir: Optional[Path] = DataDir,
+    results_dir: Optional[Path] = ResultsDir,
+) -> None:
+    """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
+    from dinbench import sweep as sweep_mod
+    from dinbench.grid import expand, record_identity, run_identity
+    from dinbench.train import resolve_device
+
+    planned = expand(grid, dataset.split(","))
+    configs = planned.configs
+    if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
+        resolve_device(grid.device)
+    plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, grid.device, address)
+    root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
+    fingerprints, shipped = {}, {}
+    for name in dict.fromkeys(c.dataset for c in configs):
+        prepared = _load_dataset(root, name)  # checks the files (and makes synthetic) before any worker starts
+        console.print(_dataset_line(prepared, configs[0].protocol))
+        fingerprints[name] = prepared.fingerprint
+        if executor == "ray":
+            shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
+        del prepared
+    done: dict[str, Loaded] = {}
+    interrupted: dict[str, Path] = {}  # local: interrupted runs of the grid continue from their checkpoints
+    if skip_existing:
+        from dinbench.checkpoint import CHECKPOINT
+
+        loaded, _ = load_records(out)
+        for item in loaded:
+            key = record_identity(item.record)
+            if key is not None:
+                done.setdefault(key, item)
+            key = record_identity(item.record, ("interrupted",))
+            if key is not None and executor == "local" and (item.path.parent / CHECKPOINT).is_file():
+                interrupted[key] = item.path.parent
+    existing, todo, resume = [], [], []
+    for cfg in configs:
+        key = run_identity(fingerprints[cfg.dataset], cfg.to_dict())
+        if key in done:
+            existing.append(done[key])
+        else:
+            todo.append(cfg)
+            resume.append(interrupted.pop(key, None))
+    console.print(
+        f"{len(configs)} run(s) in the grid: {', '.join(planned.specs)} x {grid.seeds} seed(s) x "
+        f"{len(fingerprints)} dataset(s), {' and '.join(planned.archs)}; {len(existing)} already done in {out}/ "
+        f"(skipped), {len(todo)} to run on {plan.describe()}; records go to {out}/"
+    )
+    if planned.two_tower_skipped:
+        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
+    if any(resume):
+        console.print(f"{sum(map(bool, resume))} interrupted run(s) continue from their checkpoints")
+    finished: list[Loaded] = []
+    failures = 0
+    started = time.time()
+    with_dataset = len(fingerprints) > 1
+    if todo:
+        with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            bar = progress.add_task("", total=len(todo))
+
+            def on_done(cfg: RunConfig, outcome) -> None:
+                nonlocal failures
+                progress.advance(bar)
+                label = _run_label(cfg, with_dataset)
+                if outcome.error is not None:
+                    failures += 1
+                    progress.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
+                                           highlight=False)
+                    return
+                _print_finished(progress.console, label, outcome.run_dir, outcome.record)
+                finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
+
+            sweep_mod.execute(plan, todo, root, out, on_done, shipped, resume)
+    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(existing)} skipped in {time.time() - started:.1f}s")
+    table = report_mod.summarize(report_mod.runs_frame(existing + finished), baseline=poolers.BASELINE)
+    _print_table(table, f"results of this sweep ({len(finished)} new, {len(existing)} existing run(s))", poolers.BASELINE)
+    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+    if failures:
+        err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
+                          "them: completed runs are skipped", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, dist=None):
     """train_run, with the exact resume command (folders included) when the run is interrupted."""
     from dinbench.checkpoint import RunInterrupted
     from dinbench.train import train_run
 
     try:
-        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir)
+        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, dist=dist)
     except RunInterrupted as exc:
         command = f"dinbench run --resume {exc.run_dir.name}"
         if data_dir is not None:

@@ -9,6 +9,7 @@ the last epoch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -249,12 +250,14 @@ def fit(
     stop: Callable[[], bool] | None = None,
     checkpoint_dir: Path | None = None,
     resume: dict[str, Any] | None = None,
+    dist: Any = None,
 ) -> Fitted:
     """Train one model under ``cfg`` and return it at the epoch chosen by the protocol.
 
     ``stop`` is read at every batch boundary; when it returns True the training state is saved to
     ``checkpoint_dir`` and RunInterrupted is raised. ``resume`` is such a saved state: training
-    continues from it exactly where it stopped.
+    continues from it exactly where it stopped. ``dist`` (a ``dinbench.distributed.Distributed``)
+    trains this rank's slice of every batch under DistributedDataParallel (see that module).
     """
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -274,6 +277,8 @@ def fit(
         raise DinbenchError(f"dataset '{prepared.name}' has no training samples")
 
     model = build_model(cfg, prepared).to(device)
+    net = model if dist is None else dist.wrap(model)  # what trains; ``model`` keeps the plain weights
+    predict_all = predict if dist is None else dist.predict  # every rank gets every prediction
     optimizer = make_optimizer(cfg, model)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
@@ -305,7 +310,7 @@ def fit(
     stopped_early = False
     while loop["epoch"] <= cfg.epochs and not stopped_early:
         epoch = loop["epoch"]
-        model.train()
+        net.train()
         t0 = time.perf_counter()
         if loop["epoch_rng"] is None:  # a fresh epoch (not one resumed mid-way)
             loop["epoch_rng"] = copy.deepcopy(rng.bit_generator.state)
@@ -320,11 +325,16 @@ def fit(
                 loop["epoch_seconds"] += time.perf_counter() - t0
                 _interrupt(cfg, checkpoint_dir, _training_state(model, optimizer, scheduler, loop))
             idx = batches[i]
+            if dist is not None:
+                idx, n_real = dist.shard(batches[i])  # this rank's slice of the global batch
             batch = store.gather(train, idx).to(device)
             with autocast(cfg.precision, device):
-                logits, _ = model(batch)
-            loss = loss_fn(logits.float(), batch.label)
-            objective = loss
+                logits, _ = net(batch)
+            logits = logits.float()
+            if dist is None:
+                loss = objective = loss_fn(logits, batch.label)
+            else:  # loss: the global batch's mean, identical on every rank
+                objective, loss = dist.objective(logits, batch.label, n_real, len(batches[i]))
             if regularizer is not None:
                 emb = model.embeddings
                 objective = loss + regularizer(
@@ -342,7 +352,7 @@ def fit(
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(epoch, i + 1, value)
-            loop["epoch_loss"] += value * len(idx)
+            loop["epoch_loss"] += value * len(batches[i])
             if progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 progress(f"epoch {epoch}/{cfg.epochs}", i + 1, len(batches))
         seconds = loop["epoch_seconds"] + time.perf_counter() - t0
@@ -351,8 +361,8 @@ def fit(
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": loop["epoch_loss"] / len(train), "train_seconds": seconds}
         history.append(entry)
         if valid is not None:
-            valid_probs, valid_attn = predict(model, store, valid, cfg.eval_batch_size, device, attention=True,
-                                              precision=cfg.precision)
+            valid_probs, valid_attn = predict_all(model, store, valid, cfg.eval_batch_size, device, attention=True,
+                                                  precision=cfg.precision)
             entry["valid"] = evaluate(valid.user, valid.label, valid_probs)
             gauc_now = entry["valid"]["gauc"]
             if gauc_now > loop["best_gauc"]:
@@ -374,8 +384,8 @@ def fit(
         if loop["best_valid"] is not None and loop["best_state"] is not None:
             valid_predictions = tuple(t.numpy() for t in loop["best_valid"])
         else:  # no epoch was ever selected (NaN valid GAUC): the model is the last epoch's
-            valid_predictions = predict(model, store, valid, cfg.eval_batch_size, device, attention=True,
-                                        precision=cfg.precision)
+            valid_predictions = predict_all(model, store, valid, cfg.eval_batch_size, device, attention=True,
+                                            precision=cfg.precision)
     return Fitted(
         model=model, store=store, test=test, history=history, best_epoch=loop["best_epoch"], train_rows=len(train),
         train_rows_per_s=loop["train_rows"] / train_seconds if train_seconds > 0 else None, device=device,
@@ -438,6 +448,7 @@ def train_run(
     *,
     stop: Callable[[], bool] | None = None,
     resume_dir: Path | None = None,
+    dist: Any = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train and evaluate one run; write and return its record.
 
@@ -446,6 +457,8 @@ def train_run(
     reason (``report`` never shows it as a result), and DinbenchError says so. SIGINT, SIGTERM or
     ``stop()`` returning True saves a checkpoint, marks the record ``interrupted`` and raises
     RunInterrupted; ``resume_dir`` (an interrupted run's directory) continues such a run.
+    ``dist``: one run across torchrun's processes (dinbench.distributed); only rank 0 writes into
+    ``results_dir`` and signals are left to torchrun (no checkpoint).
     """
     cfg.validate()
     resolve_device(cfg.device)
@@ -460,7 +473,8 @@ def train_run(
         resume = checkpoint.load(resume_dir)
         run_dir, previous_seconds = resume_dir, float(old.get("wall_seconds", 0.0))
     else:
-        run_dir = new_run_dir(results_dir, prepared.name, cfg.pooler, cfg.seed)
+        out = results_dir if dist is None else dist.results_dir(results_dir)
+        run_dir = new_run_dir(out, prepared.name, cfg.pooler, cfg.seed)
     head = _record_head(cfg, prepared, run_dir, "running")
     write_record(run_dir, {**head, **environment()})
 
@@ -469,9 +483,9 @@ def train_run(
 
     flag = StopFlag()
     try:
-        with flag:
+        with flag if dist is None else contextlib.nullcontext():
             fitted = fit(cfg, prepared, progress, stop=lambda: bool(flag) or bool(stop and stop()),
-                         checkpoint_dir=run_dir, resume=resume)
+                         checkpoint_dir=run_dir, resume=resume, dist=dist)
     except Diverged as exc:
         write_record(run_dir, {**head, "status": "failed", "reason": str(exc), "wall_seconds": elapsed(), **environment()})
         raise DinbenchError(
@@ -485,8 +499,9 @@ def train_run(
         exc.run_dir = run_dir
         raise
     # one pass over test gives both the metrics and the saved predictions
-    test_probs, test_attn = predict(fitted.model, fitted.store, fitted.test, cfg.eval_batch_size, fitted.device,
-                                    attention=True, precision=cfg.precision)
+    test_probs, test_attn = (predict if dist is None else dist.predict)(
+        fitted.model, fitted.store, fitted.test, cfg.eval_batch_size, fitted.device, attention=True,
+        precision=cfg.precision)
     test_metrics = evaluate(fitted.test.user, fitted.test.label, test_probs)
     model, valid = fitted.model, cfg.protocol != "paper"
     saved = {"test": PREDICTION_FILES["test"]}
@@ -508,6 +523,8 @@ def train_run(
         "train_rows_per_s": fitted.train_rows_per_s,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "device": str(fitted.device),
+        "world_size": 1 if dist is None else dist.world,
+        **({"distributed": dist.about()} if dist is not None else {}),
         "wall_seconds": elapsed(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         **({"resumed": True} if resume is not None else {}),
