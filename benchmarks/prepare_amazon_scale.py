@@ -19,15 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MEASURE = '''
-import json, resource, subprocess, sys, time
-t = time.time()
-done = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True)
-if done.returncode:
-    sys.exit(done.stdout + done.stderr)
-# Linux: kilobytes, the largest resident set of any waited-for child
-print(json.dumps({"wall": time.time() - t, "peak_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
-'''
+from peak_rss import MEASURE  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 
 def main() -> None:
