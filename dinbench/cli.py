@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
