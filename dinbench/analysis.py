@@ -24,8 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dinbench import poolers
+from dinbench.batches import BehaviourStore
 from dinbench.metrics import auc, gauc
 from dinbench.records import Loaded
+from dinbench.train import load_model
 
 # Right-closed history-length buckets: (lo, hi] in behaviours; the labels read as ranges.
 LENGTH_EDGES = (0, 2, 5, 10, 20, 50, np.inf)
@@ -120,11 +123,9 @@ def intensity(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     to 1 for every sample and carry no signal by construction: they are left out. ``samples``: the
     sums and labels of the lowest seed of each pooler, for the distribution plot.
     """
-    from dinbench import poolers
-
     per_seed, samples = [], []
     for r in runs.sort_values("seed").itertuples(index=False):
-        if not poolers.REGISTRY[poolers.parse_spec(r.pooler)[0]].cls.uses_candidate:
+        if not poolers.uses_candidate(r.pooler):
             continue  # e.g. sum: its "weights" are the mask, their sum the history length
         pred = _predictions(r.predictions, ["user", "label", "attention_sum"])
         if pred is None:
@@ -156,8 +157,7 @@ def intensity(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _load(run_dir: Path, record: dict[str, Any], prepared):
-    from dinbench.train import load_model  # train imports this module's neighbours; keep the import local
-
+    """The run's saved model (``train.load_model``); one seam, so tests can substitute a model."""
     return load_model(run_dir, record, prepared)
 
 
@@ -201,8 +201,6 @@ def attention_case(run_dir: Path, record: dict[str, Any], prepared, user: int | 
     position (0 = oldest), item, category, weight, same_category. Empty when the pooler has no
     weights or no user qualifies (see ``pick_case_user``).
     """
-    from dinbench.batches import BehaviourStore
-
     model = _load(run_dir, record, prepared)
     store = BehaviourStore(prepared)
     samples = store.samples(prepared.splits["test"], int(record["config"]["max_len"]))
@@ -248,8 +246,6 @@ def relevant_attention(run_dir: Path, record: dict[str, Any], prepared, split: s
       i.e. ``average``, give).
     NaN everywhere when the pooler returns no weights.
     """
-    from dinbench.batches import BehaviourStore
-
     if "topic" not in prepared.items:
         raise ValueError(f"dataset '{prepared.name}' has no topic ground truth (only synthetic has)")
     topic = np.r_[-1, prepared.items["topic"].to_numpy()]  # [n_items + 1]; 0 = padding

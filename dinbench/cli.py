@@ -679,11 +679,8 @@ def report(
 
         if fmt in ("markdown", "table"):
             text += "\n" + publish.paper_markdown(table) + "\n"
-        elif fmt in ("csv", "json") and not publish.paper_rows(table).empty:
-            import pandas as pd
-
-            full = pd.concat([table.assign(source="dinbench"), publish.paper_rows(table)], ignore_index=True)
-            text = report_mod.render(full, fmt, baseline)
+        elif fmt in ("csv", "json"):
+            text = report_mod.render(publish.with_paper_rows(table), fmt, baseline)
         elif fmt == "latex":
             err_console.print("[yellow]note:[/] --paper adds nothing to LaTeX output; use --format markdown or --output DIR")
     if output is None:

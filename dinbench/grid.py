@@ -112,7 +112,7 @@ def expand(options: GridOptions, datasets: Iterable[str]) -> Grid:
     for dataset in datasets:
         for arch in archs:
             for p in specs:
-                if arch == "two-tower" and poolers.REGISTRY[poolers.parse_spec(p)[0]].cls.uses_candidate:
+                if arch == "two-tower" and poolers.uses_candidate(p):
                     if p not in skipped:
                         skipped.append(p)
                     continue

@@ -48,7 +48,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _attention_poolers(names) -> list[str]:
-    return [p for p in names if poolers.REGISTRY[poolers.parse_spec(p)[0]].cls.uses_candidate]
+    return [p for p in names if poolers.uses_candidate(p)]
 
 
 def _case_poolers(group_table: pd.DataFrame) -> list[str]:
@@ -233,6 +233,12 @@ def paper_markdown(table: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def with_paper_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``source`` column ("dinbench") and the published rows appended (for CSV/JSON)."""
+    extra = paper_rows(table)
+    return table if extra.empty else pd.concat([table.assign(source="dinbench"), extra], ignore_index=True)
+
+
 def paper_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Reference rows shaped like ``table`` (for CSV/JSON): source, dataset, pooler, gauc_mean, auc_mean."""
     rows = []
@@ -263,11 +269,7 @@ def write_report_dir(
     """Write tables, figures and report.md into ``out_dir``; return the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"md": "table.md", "csv": "table.csv", "tex": "table.tex", "json": "table.json"}
-    full = table
-    if with_paper:
-        extra = paper_rows(table)
-        if not extra.empty:
-            full = pd.concat([table.assign(source="dinbench"), extra], ignore_index=True)
+    full = with_paper_rows(table) if with_paper else table
     write_text(out_dir / files["md"], report.render(table, "markdown", baseline))
     write_text(out_dir / files["csv"], report.render(full, "csv", baseline))
     write_text(out_dir / files["tex"], report.render(table, "latex", baseline))

@@ -216,11 +216,12 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
         table.loc[idx, "rank"] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
     table["rank"] = table["rank"].astype(int)
     table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
+    best_of = {scope: g.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]  # NaN sorts last
+               for scope, g in table.groupby(SCOPE, sort=False)}
     vs_best = []
     for row in table[[*keys, "rank"]].itertuples(index=False):
         key = tuple(row)[:-1]
-        group = table[(table[SCOPE] == pd.Series(dict(zip(SCOPE, key[:-1])))).all(axis=1)]
-        best = group.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]
+        best = best_of[key[:-1]]
         if row.rank == 1 or key[-1] == best:
             vs_best.append("best")
             continue

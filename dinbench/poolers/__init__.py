@@ -86,6 +86,11 @@ def expand(specs: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def uses_candidate(spec: str) -> bool:
+    """Whether the pooler of ``spec`` attends to the candidate (``din:none`` yes, ``average`` no)."""
+    return bool(REGISTRY[parse_spec(spec)[0]].cls.uses_candidate)
+
+
 def option_names(name: str) -> list[str]:
     """The keyword options a registered pooler's constructor takes (besides dim and the variant)."""
     params = inspect.signature(REGISTRY[name].cls.__init__).parameters
@@ -113,4 +118,4 @@ def build(spec: str, dim: int, **options) -> Pooler:
         raise DinbenchError(f"pooler '{canonical(spec)}': {e}") from None
 
 
-__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "option_names", "parse_spec"]
+__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "option_names", "parse_spec", "uses_candidate"]
