@@ -1,6 +1,8 @@
 """The ``dinbench`` command line: download / import data, run poolers, report results.
 
-Every command's ``--help`` is its manual. User errors print one line and exit with status 2.
+Every command's ``--help`` is its manual. This module parses, calls the library and prints; user
+errors print one line and exit with status 2. The options of ``run`` and ``sweep`` are generated
+from their one declaration (dinbench.config, each pooler's ``options``, dinbench.grid).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dinbench import paths, poolers
+from dinbench import paths, poolers, ui
 from dinbench import report as report_mod
-from dinbench.config import RunConfig, apply_preset
 from dinbench.errors import DinbenchError
 from dinbench.prepared import contract
 from dinbench.records import Loaded, load_records
+from dinbench.sources.local import EMBEDDED, load_or_prepare, make_synthetic, prepared_lines
 
 app = typer.Typer(
     add_completion=False,
@@ -34,8 +36,6 @@ console = Console()
 if not console.is_terminal and console.width < 160:
     console.width = 160  # piped output (files, CI logs): keep tables unwrapped
 err_console = Console(stderr=True)
-
-EMBEDDED = {"synthetic": "embedded"}
 
 DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder (default: ./datasets or ${paths.DATA_ENV})")
 ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder (default: ./results or ${paths.RESULTS_ENV})")
@@ -55,36 +55,8 @@ def user_errors(fn):
     return wrapper
 
 
-def _synthetic(data_dir: Path, force: bool, **overrides) -> dict:
-    from dinbench.sources.synthetic import SyntheticConfig, generate, source_info
-
-    cfg = SyntheticConfig(**{k: v for k, v in overrides.items() if v is not None})
-    cfg.validate()
-    if contract.is_prepared(data_dir, "synthetic") and not force:
-        manifest = contract.read_manifest(data_dir, "synthetic")
-        if manifest.get("source", {}).get("config") == source_info(cfg)["config"]:
-            console.print(f"synthetic is already prepared in {contract.dataset_path(data_dir, 'synthetic')} (use --force to redo)")
-            return manifest
-    with console.status("generating synthetic behaviours and samples"):
-        behaviours, items = generate(cfg)
-        manifest = contract.prepare(
-            behaviours, "synthetic", data_dir, source_info(cfg), item_attributes=items
-        )
-    _print_prepared(manifest, contract.dataset_path(data_dir, "synthetic"))
-    return manifest
-
-
-def _print_prepared(manifest: dict, path: Path) -> None:
-    c = manifest["counts"]
-    console.print(
-        f"prepared [bold]{manifest['name']}[/]: {c['users']:,} users, {c['items']:,} items, "
-        f"{c['categories']:,} categories, {c['behaviours']:,} behaviours -> "
-        f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples"
-    )
-    if c.get("dropped_users"):
-        console.print(f"dropped {c['dropped_users']:,} users with fewer than "
-                      f"{manifest['protocol'].get('min_behaviours', '?')} behaviours ({c['dropped_behaviours']:,} rows)")
-    console.print(f"written to {path}")
+def _say(text: str) -> None:
+    console.print(text)
 
 
 @app.command()
@@ -105,18 +77,17 @@ def download(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Download (or generate) a dataset and prepare it under its paper protocol."""
+    root = paths.data_dir(data_dir)
     if name == "synthetic":
-        _synthetic(paths.data_dir(data_dir), force, users=users, topics=topics, mean_length=mean_length, seed=seed)
+        make_synthetic(root, force, _say, console.status, users=users, topics=topics, mean_length=mean_length, seed=seed)
         return
     from dinbench.sources import fetch, registry
 
-    spec = registry.get(name)
-    root = paths.data_dir(data_dir)
     opts = fetch.Options(from_path=from_path, urls=list(url or []), force=force, skip_bad_lines=skip_bad_lines,
                          seed=protocol_seed, valid_fraction=valid_fraction, positive=positive)
-    manifest = fetch.obtain(spec, root, opts, console)
-    if manifest is not None:
-        _print_prepared(manifest, contract.dataset_path(root, name))
+    manifest = fetch.obtain(registry.get(name), root, opts, console)
+    for line in prepared_lines(manifest, contract.dataset_path(root, name)) if manifest is not None else []:
+        console.print(line)
 
 
 @app.command("import")
@@ -135,7 +106,7 @@ def import_(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Import your own interactions and prepare them under the DIN sample protocol."""
-    from dinbench.sources.interactions import read_interactions
+    from dinbench.sources.interactions import read_interactions, source_info
 
     if not name or any(c in name for c in "/\\:") or name.startswith("."):
         raise DinbenchError(f"invalid dataset name '{name}': use letters, digits, '-' or '_'")
@@ -150,14 +121,14 @@ def import_(
     console.print(f"read {read.get('rows', len(raw)):,} rows from {file}")
     if read.get("empty_rows") or read.get("duplicate_rows"):
         console.print(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
-    source = {"kind": "import", "file": str(Path(file).resolve()), "columns": {
-        "user": user_col, "item": item_col, "category": category_col or None, "time": time_col}, "read": read}
+    columns = {"user": user_col, "item": item_col, "category": category_col or None, "time": time_col}
     with console.status("preparing samples"):
-        manifest = contract.prepare(raw, name, root, source, seed=negative_seed, min_behaviours=min_behaviours)
-    _print_prepared(manifest, contract.dataset_path(root, name))
+        manifest = contract.prepare(raw, name, root, source_info(file, name, columns, read), seed=negative_seed,
+                                    min_behaviours=min_behaviours)
+    for line in prepared_lines(manifest, contract.dataset_path(root, name)):
+        console.print(line)
     if manifest["time_unit"] == "order":
         console.print("time column read as an order key (not Unix seconds): ages are positions")
-
 
 NOUNS = {  # what a behaviour, an item and a category are called in each family
     "movielens": ("ratings", "movies", "genres (first listed)"),
@@ -254,136 +225,74 @@ def datasets(
     more.caption = "* a dataset of the DIN paper"
     console.print(more)
 
-
 @app.command("poolers")
 def list_poolers() -> None:
-    """List the registered poolers and their variants."""
+    """List the registered poolers, their variants and options."""
     table = Table(title="poolers")
-    table.add_column("name")
-    table.add_column("variants (normalisation)")
-    table.add_column("description")
+    for col in ("name", "variants (normalisation)", "options", "description"):
+        table.add_column(col)
     for name, entry in poolers.REGISTRY.items():
         variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
-        table.add_row(name, variants or "—", escape(entry.cls.description))
+        opts = ", ".join(f"{o.flag} {o.describe_default()[1:-1]}" for o in poolers.options(name))
+        table.add_row(name, variants or "—", opts or "—", escape(entry.cls.description))
     console.print(table)
     console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
 
 
-def _load_dataset(root: Path, name: str):
-    if not contract.is_prepared(root, name):
-        if name == "synthetic":
-            console.print("synthetic is not prepared yet: generating it (offline, seeded)")
-            _synthetic(root, force=False)
-        else:
-            from dinbench.sources.registry import REGISTRY
-
-            if name in REGISTRY:
-                raise DinbenchError(f"dataset '{name}' is not prepared in {root}; prepare it with `dinbench download {name}`")
-            raise DinbenchError(
-                f"dataset '{name}' is not prepared in {root}; prepare it with "
-                f"`dinbench import FILE --name {name}` (or `dinbench datasets` to see what exists)"
-            )
-    return contract.load(root, name)
+def _typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:
+    """A command-line option generated from its declaration (None = not given: file, preset or default)."""
+    help_ = f"{help_ or opt.help} {opt.describe_default()}" if opt.default is not None else (help_ or opt.help)
+    if opt.kind is bool:
+        return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool],
+                                 default=typer.Option(None, f"{opt.flag}/--no-{opt.flag[2:]}", help=help_))
+    kind = {int: int, float: float}.get(opt.kind, str)
+    return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
+                             default=typer.Option(None, opt.flag, help=help_))
 
 
-_D = RunConfig()
+def experiment_options(dataset_help: str):
+    """Give a command every experiment option (generated from the schema) plus --config and
+    --print-config in place of its ``exp`` parameter, which it receives as a resolved Experiment."""
+    from dinbench import experiment, grid
 
+    def decorate(fn):
+        shared = [_typer_parameter(o, dataset_help if k == "dataset" else None) for k, o in grid.schema().items()]
+        shared += [
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+                None, "--config", help="An experiment file (TOML: option = value, lists for dataset, pooler and "
+                "architecture); options given here win over it.")),
+            inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+                False, "--print-config", help="Print the resolved experiment as TOML (usable with --config) and exit.")),
+        ]
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())
+        at = [p.name for p in own].index("exp")
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + shared + own[at + 1:]]
+        names = set(grid.schema())
 
-def _default(name: str) -> str:
-    value = getattr(_D, name)
-    if isinstance(value, tuple):
-        value = ",".join(map(str, value))
-    return f"(default: {value})"
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            explicit = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+            path, show = kwargs.pop("config"), kwargs.pop("print_config")
+            file = experiment.load(path) if path is not None else None
+            exp = grid.resolve(explicit, file, str(path) if path is not None else None)
+            if show:
+                console.print(experiment.dump(exp, f"dinbench {fn.__name__}: resolved experiment"), end="",
+                              markup=False, highlight=False, soft_wrap=True)
+                return None
+            return fn(exp=exp, **kwargs)
 
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
 
-def _grid_parameters(
-    pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'."),
-    seeds: int = typer.Option(1, help="Number of seeds (repeats) per pooler."),
-    seed: int = typer.Option(0, help="First seed; runs use seed, seed+1, ..."),
-    preset: str = typer.Option("default", help="Settings bundle: default (tuned, docs/defaults.md) or paper (the DIN paper's). Explicit options win."),
-    protocol: Optional[str] = typer.Option(None, help=f"din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation (as the paper). {_default('protocol')}"),
-    architecture: str = typer.Option("ranking", help="ranking (candidate meets history before the MLP), two-tower (user tower x item tower; candidate-free poolers only), or both as 'ranking,two-tower'."),
-    attention_groups: Optional[str] = typer.Option(None, help=f"joint: pool item+category embeddings together; separate: items with items, categories with categories. {_default('attention_groups')}"),
-    epochs: Optional[int] = typer.Option(None, help=f"Maximum epochs (early stopping on valid GAUC). {_default('epochs')}"),
-    patience: Optional[int] = typer.Option(None, help=f"Epochs without valid improvement tolerated before stopping (0: stop at the first). {_default('patience')}"),
-    batch_size: Optional[int] = typer.Option(None, help=f"Training batch size. {_default('batch_size')}"),
-    embedding_dim: Optional[int] = typer.Option(None, help=f"Embedding size per field (item and category). {_default('embedding_dim')}"),
-    mlp_hidden: Optional[str] = typer.Option(None, help=f"Hidden sizes of the prediction MLP. {_default('mlp_hidden')}"),
-    mlp_activation: Optional[str] = typer.Option(None, help=f"prelu, dice, sigmoid or relu. {_default('mlp_activation')}"),
-    max_len: Optional[int] = typer.Option(None, help=f"Keep the most recent N behaviours of each history. {_default('max_len')}"),
-    optimizer: Optional[str] = typer.Option(None, help=f"adam or sgd. {_default('optimizer')}"),
-    lr: Optional[float] = typer.Option(None, help=f"Learning rate. {_default('lr')}"),
-    lr_decay_steps: Optional[int] = typer.Option(None, help=f"Multiply the lr by --lr-decay every N steps (0: never). {_default('lr_decay_steps')}"),
-    lr_decay: Optional[float] = typer.Option(None, help=f"Factor of the lr decay. {_default('lr_decay')}"),
-    grad_clip: Optional[float] = typer.Option(None, help=f"Clip the global gradient norm (0: off). {_default('grad_clip')}"),
-    l2_minibatch: Optional[float] = typer.Option(None, help=f"Mini-batch aware L2 on embeddings (DIN paper Eq. 4), its lambda (0: off). {_default('l2_minibatch')}"),
-    init_std: Optional[float] = typer.Option(None, help=f"Std of the normal embedding initialisation. {_default('init_std')}"),
-    bucket: Optional[bool] = typer.Option(None, "--bucket/--no-bucket", help=f"Batch rows of similar history length together. {_default('bucket')}"),
-    half_life: float = typer.Option(5.0, help="time-decay: half-life (positions, or time units with --decay-age time)."),
-    decay_age: str = typer.Option("position", help="time-decay: age by 'position' from the most recent, or by 'time' (dataset time unit)."),
-    learn_decay: bool = typer.Option(False, "--learn-decay", help="time-decay: learn the half-life."),
-    heads: int = typer.Option(4, help="multihead: number of heads (divides 2 x embedding dim)."),
-    attention_hidden: str = typer.Option("80,40", help="din: hidden sizes of the activation unit."),
-    attention_activation: str = typer.Option("sigmoid", help="din: sigmoid (authors' code), prelu, dice or relu."),
-    outer_product: bool = typer.Option(False, "--outer-product", help="din: add the outer product of q and k to the unit's input."),
-    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
-    precision: Optional[str] = typer.Option(None, help=f"fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are reported apart). {_default('precision')}"),
-) -> None:
-    """The options shared by `run` and `sweep` (what to train and how); see ``grid_options``."""
-
-
-_GRID = object()  # placeholder default of a command's ``grid`` parameter (replaced by the options above)
-
-
-def grid_options(fn):
-    """Give a command the options of ``_grid_parameters`` in place of its ``grid`` parameter.
-
-    The command is called with those options gathered in one ``GridOptions`` (``grid=``), so `run`
-    and `sweep` share one definition of every option, its help text and its default.
-    """
-    from dinbench.grid import GridOptions
-
-    shared = list(inspect.signature(_grid_parameters, eval_str=True).parameters.values())
-    own = list(inspect.signature(fn, eval_str=True).parameters.values())
-    at = [p.name for p in own].index("grid")
-    params = own[:at] + shared + own[at + 1:]
-    names = {p.name for p in shared}
-
-    @functools.wraps(fn)
-    def wrapper(**kwargs):
-        grid = GridOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
-        return fn(grid=grid, **kwargs)
-
-    wrapper.__signature__ = inspect.Signature(params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
-
-
-def _set_threads(threads: Optional[int]) -> None:
-    """--threads, or the default: half the usable cores, 1 to 4 (see train.default_threads)."""
-    from dinbench.train import set_threads
-
-    set_threads(threads)
-
-
-def _dataset_line(prepared, protocol: str) -> str:
-    c = prepared.manifest["counts"]
-    return (f"dataset [bold]{prepared.name}[/] ({c['users']:,} users, {c['items']:,} items; "
-            f"{c['train_samples']:,} train / {c['valid_samples']:,} valid / {c['test_samples']:,} test samples), "
-            f"protocol {protocol}")
-
-
-def _run_label(cfg: RunConfig, with_dataset: bool = False) -> str:
-    label = f"{cfg.pooler} seed {cfg.seed}" + (" two-tower" if cfg.architecture == "two-tower" else "")
-    return f"{cfg.dataset} {label}" if with_dataset else label
+    return decorate
 
 
 @app.command()
 @user_errors
-@grid_options
+@experiment_options("Prepared dataset to train on.")
 def run(
-    dataset: str = typer.Option("synthetic", help="Prepared dataset to train on."),
-    grid=_GRID,
+    exp=None,
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
     distributed: bool = typer.Option(False, "--distributed", help="Train each run on several processes with DistributedDataParallel: launch with `torchrun --nproc-per-node N -m dinbench.cli run --distributed ...` (docs/scaling.md)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
@@ -391,67 +300,54 @@ def run(
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.grid import expand
-    from dinbench.train import resolve_device
+    from dinbench.train import resolve_device, set_threads
 
     if resume is not None:
         if distributed:
             raise DinbenchError("--resume does not combine with --distributed; resume the run in one process")
-        _resume(resume, data_dir, results_dir)
-        return
-    planned = expand(grid, [dataset])
-    configs, specs, archs, skipped = planned.configs, planned.specs, planned.archs, planned.two_tower_skipped
-    resolve_device(grid.device)
-    _set_threads(threads)
+        return _resume(resume, data_dir, results_dir)
+    if len(exp.datasets) > 1:
+        raise DinbenchError(f"run trains on one dataset (got {', '.join(exp.datasets)}); use `dinbench sweep` for several")
+    planned = exp.expand()
+    resolve_device(exp.settings.get("device", "cpu"))
+    set_threads(threads)
     dist = None
     if distributed:
         from dinbench import distributed as ddp
 
-        ddp.check_config(configs[0])
-        dist = ddp.init(grid.device)
+        ddp.check_config(planned.configs[0])
+        dist = ddp.init(exp.settings.get("device", "cpu"))
         console.quiet = not dist.is_writer  # rank 0 speaks for all ranks
     try:
-        _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist)
+        _run_configs(exp, planned, data_dir, results_dir, dist)
     finally:
         if dist is not None:
             dist.close()
 
 
-def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist) -> None:
+def _run_configs(exp, planned, data_dir, results_dir, dist) -> None:
     """The body of `run`: load the dataset, train the configs one after another, print the table."""
-    root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
-    if dist is None:
-        prepared = _load_dataset(root, dataset)
-    else:  # rank 0 prepares (synthetic may need generating) before the others read it
-        prepared = dist.rank0_first(lambda: _load_dataset(root, dataset))
+    root, out, dataset = paths.data_dir(data_dir), paths.results_dir(results_dir), exp.datasets[0]
+    load = functools.partial(load_or_prepare, root, dataset, _say, console.status)
+    prepared = load() if dist is None else dist.rank0_first(load)  # rank 0 may generate synthetic first
+    if dist is not None:
         dist.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
-    console.print(_dataset_line(prepared, configs[0].protocol))
+    console.print(ui.dataset_line(prepared, planned.configs[0].protocol))
     where = f"; {dist.describe()}" if dist is not None else ""
-    console.print(f"{len(configs)} run(s): {', '.join(specs)} x {grid.seeds} seed(s), preset {grid.preset}, "
-                  f"{' and '.join(archs)}{where}; records go to {out}/")
-    if skipped:
-        console.print(f"two-tower skips {', '.join(skipped)}: they attend to the candidate, which the user tower never sees")
+    console.print(f"{len(planned.configs)} run(s): {', '.join(planned.specs)} x {exp.seeds} seed(s), preset "
+                  f"{exp.preset}, {' and '.join(planned.archs)}{where}; records go to {out}/")
+    if planned.two_tower_skipped:
+        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate, which the user tower never sees")
     finished: list[Loaded] = []
     started = time.time()
-    with Progress(
-        TextColumn("[bold]{task.fields[run]}"), TextColumn("{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
-        disable=console.quiet,
-    ) as progress:
-        overall = progress.add_task("runs", total=len(configs), run="all")
-        for cfg in configs:
-            label = _run_label(cfg)
-            task = progress.add_task("", total=1, run=label)
-
-            def on_progress(stage: str, done: int, total: int, task=task) -> None:
-                progress.update(task, description=stage, completed=done, total=total)
-
-            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, dist=dist)
-            progress.remove_task(task)
-            progress.advance(overall)
-            _print_finished(progress.console, label, run_dir, record)
+    with ui.run_board(console, len(planned.configs)) as board:
+        for cfg in planned.configs:
+            with board.run(ui.run_label(cfg)) as on_progress:
+                run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, dist=dist)
+            board.advance()
+            ui.print_finished(board.console, ui.run_label(cfg), run_dir, record)
             finished.append(Loaded(run_dir / "record.json", record))
-    console.print(f"{len(configs)} run(s) done in {time.time() - started:.1f}s")
+    console.print(f"{len(planned.configs)} run(s) done in {time.time() - started:.1f}s")
     table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.BASELINE)
     _print_table(table, "results of this run", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
@@ -459,11 +355,10 @@ def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, result
 
 @app.command()
 @user_errors
-@grid_options
+@experiment_options("Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds.")
 def sweep(
-    dataset: str = typer.Option("synthetic", help="Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds."),
-    grid=_GRID,
-    executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench[ray]'`)."),
+    exp=None,
+    executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench\\[ray]'`)."),
     workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda one per GPU)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default local: cores / workers; ray: 1). Local workers x threads may not exceed the cores."),
     address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray)."),
@@ -474,83 +369,67 @@ def sweep(
 ) -> None:
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
-    from dinbench.grid import expand, record_identity, run_identity
     from dinbench.train import resolve_device
 
-    planned = expand(grid, dataset.split(","))
-    configs = planned.configs
+    configs = exp.expand().configs
+    device = exp.settings.get("device", "cpu")
     if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
-        resolve_device(grid.device)
-    plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, grid.device, address)
+        resolve_device(device)
+    plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, device, address)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     fingerprints, shipped = {}, {}
-    for name in dict.fromkeys(c.dataset for c in configs):
-        prepared = _load_dataset(root, name)  # checks the files (and makes synthetic) before any worker starts
-        console.print(_dataset_line(prepared, configs[0].protocol))
+    for name in exp.datasets:
+        prepared = load_or_prepare(root, name, _say, console.status)  # checked (synthetic made) before any worker starts
+        console.print(ui.dataset_line(prepared, configs[0].protocol))
         fingerprints[name] = prepared.fingerprint
         if executor == "ray":
             shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
-        del prepared
-    done: dict[str, Loaded] = {}
-    interrupted: dict[str, Path] = {}  # local: interrupted runs of the grid continue from their checkpoints
-    if skip_existing:
-        from dinbench.checkpoint import CHECKPOINT
-
-        loaded, _ = load_records(out)
-        for item in loaded:
-            key = record_identity(item.record)
-            if key is not None:
-                done.setdefault(key, item)
-            key = record_identity(item.record, ("interrupted",))
-            if key is not None and executor == "local" and (item.path.parent / CHECKPOINT).is_file():
-                interrupted[key] = item.path.parent
-    existing, todo, resume = [], [], []
-    for cfg in configs:
-        key = run_identity(fingerprints[cfg.dataset], cfg.to_dict())
-        if key in done:
-            existing.append(done[key])
-        else:
-            todo.append(cfg)
-            resume.append(interrupted.pop(key, None))
+    todo = sweep_mod.split_done(configs, fingerprints, out, skip_existing, resumable=executor == "local")
     console.print(
-        f"{len(configs)} run(s) in the grid: {', '.join(planned.specs)} x {grid.seeds} seed(s) x "
-        f"{len(fingerprints)} dataset(s), {' and '.join(planned.archs)}; {len(existing)} already done in {out}/ "
-        f"(skipped), {len(todo)} to run on {plan.describe()}; records go to {out}/"
-    )
-    if planned.two_tower_skipped:
-        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
-    if any(resume):
-        console.print(f"{sum(map(bool, resume))} interrupted run(s) continue from their checkpoints")
-    finished: list[Loaded] = []
-    failures = 0
+        f"{len(configs)} run(s) in the grid: {', '.join(exp.specs)} x {exp.seeds} seed(s) x {len(fingerprints)} "
+        f"dataset(s), {' and '.join(exp.archs)}; {len(todo.existing)} already done in {out}/ (skipped), "
+        f"{len(todo.configs)} to run on {plan.describe()}; records go to {out}/")
+    skipped = [p for p in exp.specs if "two-tower" in exp.archs and poolers.uses_candidate(p)]
+    if skipped:
+        console.print(f"two-tower skips {', '.join(skipped)}: they attend to the candidate")
+    if any(todo.resume):
+        console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
     started = time.time()
-    with_dataset = len(fingerprints) > 1
-    if todo:
-        with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            bar = progress.add_task("", total=len(todo))
-
-            def on_done(cfg: RunConfig, outcome) -> None:
-                nonlocal failures
-                progress.advance(bar)
-                label = _run_label(cfg, with_dataset)
-                if outcome.error is not None:
-                    failures += 1
-                    progress.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
-                                           highlight=False)
-                    return
-                _print_finished(progress.console, label, outcome.run_dir, outcome.record)
-                finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
-
-            sweep_mod.execute(plan, todo, root, out, on_done, shipped, resume)
-    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(existing)} skipped in {time.time() - started:.1f}s")
-    table = report_mod.summarize(report_mod.runs_frame(existing + finished), baseline=poolers.BASELINE)
-    _print_table(table, f"results of this sweep ({len(finished)} new, {len(existing)} existing run(s))", poolers.BASELINE)
+    finished, failures = _execute(sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
+    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(todo.existing)} skipped in {time.time() - started:.1f}s")
+    table = report_mod.summarize(report_mod.runs_frame(todo.existing + finished), baseline=poolers.BASELINE)
+    _print_table(table, f"results of this sweep ({len(finished)} new, {len(todo.existing)} existing run(s))", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
     if failures:
         err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
                           "them: completed runs are skipped", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _execute(sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> tuple[list[Loaded], int]:
+    """Run the sweep's remaining configs under one progress bar, a line per finished or failed run."""
+    finished: list[Loaded] = []
+    failures = 0
+    if not todo.configs:
+        return finished, failures
+    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        bar = progress.add_task("", total=len(todo.configs))
+
+        def on_done(cfg, outcome) -> None:
+            nonlocal failures
+            progress.advance(bar)
+            label = ui.run_label(cfg, with_dataset)
+            if outcome.error is not None:
+                failures += 1
+                progress.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
+                                       highlight=False)
+                return
+            ui.print_finished(progress.console, label, outcome.run_dir, outcome.record)
+            finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
+
+        sweep_mod.execute(plan, todo.configs, root, out, on_done, shipped, todo.resume)
+    return finished, failures
 
 
 def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, dist=None):
@@ -570,15 +449,6 @@ def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, resu
         raise
 
 
-def _print_finished(target: Console, label: str, run_dir: Path, record: dict) -> None:
-    t = record["test"]
-    target.print(
-        f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
-        f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json",
-        soft_wrap=True,
-    )
-
-
 def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) -> None:
     """Continue an interrupted run from its checkpoint, on the dataset and settings it started with."""
     from dinbench.train import resume_config, set_threads
@@ -589,18 +459,11 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
     run_dir = out / run_id
     cfg, record = resume_config(run_dir)
     set_threads(record.get("torch_threads"))  # the thread count it started with: same summation order
-    prepared = _load_dataset(paths.data_dir(data_dir), record["dataset"]["name"])
+    prepared = load_or_prepare(paths.data_dir(data_dir), record["dataset"]["name"], _say, console.status)
     console.print(f"resuming {run_id}: {cfg.pooler} seed {cfg.seed} on {prepared.name}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("", total=1)
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=stage, completed=done, total=total)
-
+    with ui.run_board(console, 1, "resume") as board, board.run(ui.run_label(cfg)) as on_progress:
         run_dir, record = _train_one(cfg, prepared, out, on_progress, run_dir, data_dir, results_dir)
-    _print_finished(console, f"{cfg.pooler} seed {cfg.seed}", run_dir, record)
-
+    ui.print_finished(console, ui.run_label(cfg), run_dir, record)
 
 def _print_table(table, title: str, baseline: str) -> None:
     if table.empty:

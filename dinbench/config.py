@@ -1,27 +1,142 @@
-"""Run configuration: every option that decides a run's numbers, validated, with presets.
+"""The run options, declared once: every option that decides a run's numbers, with its help,
+choices, default and check beside it (``RunConfig``), the presets, and reading configs back from
+records.
 
 Defaults are the project's tuned defaults, chosen on validation data only (docs/defaults.md); they
 are the same for every pooler. ``--preset paper`` applies the DIN paper's public-dataset settings
 (the authors' released code: SGD, learning rate 1.0 decayed to 0.1 after 336,000 steps, batch 32,
 gradient norm clipped at 5, 64-dimensional item and category embeddings, no history truncation),
 keeping the paper's BaseModel MLP (200-80, PReLU). An option given explicitly wins over a preset.
+
+A pooler's own options (time-decay's half-life, din's unit, ...) are declared in the pooler's file
+(``Pooler.options``); a config holds only those of its pooler, in ``pooler_options``.
+
+A ``RunConfig`` is frozen and checked when it is made: there is no invalid one to pass around.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from dinbench import poolers
 from dinbench.errors import DinbenchError
-from dinbench.model.mlp import MLP_ACTIVATIONS
+from dinbench.layers.activations import ACTIVATIONS
+from dinbench.options import (
+    Option, at_least_one, fraction, positive, positive_number, sizes_at_least_one, zero_or_more,
+)
 
-PROTOCOLS = ("din", "paper")
-OPTIMIZERS = ("adam", "sgd")
 ARCHITECTURES = ("ranking", "two-tower")
-ATTENTION_GROUPS = ("joint", "separate")
-PRECISIONS = ("fp32", "bf16")
+
+
+def _option(default: Any, help: str, kind: type = str, *, compared: bool = True, legacy: Any = None,
+            **more: Any):
+    """A RunConfig field with its Option (name filled in below). ``compared=False``: may differ between
+    runs of one table (see ``comparable``). ``legacy``: the value in effect for records written before
+    the field existed."""
+    meta = {"option": Option("", default, help, kind, **more), "compared": compared, "legacy": legacy}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's numbers. Defaults: see docs/defaults.md."""
+
+    dataset: str = _option("synthetic", "Prepared dataset(s) to train on.", axis=True)
+    pooler: str = _option("din:none", "Comma-separated poolers (name or name:variant), or 'all'.", axis=True,
+                          compared=False)
+    architecture: str = _option(
+        "ranking", "ranking (candidate meets history before the MLP), two-tower (user tower x item tower; "
+        "candidate-free poolers only), or both as 'ranking,two-tower'.", choices=ARCHITECTURES, axis=True,
+        compared=False)
+    seed: int = _option(0, "First seed; runs use seed, seed+1, ...", int, compared=False)
+    protocol: str = _option(
+        "din", "din: select the epoch on valid; paper: train on train+valid, fixed epochs, no validation "
+        "(as the paper).", choices=("din", "paper"))
+    epochs: int = _option(10, "Maximum epochs (early stopping on valid GAUC).", int, check=at_least_one)
+    patience: int = _option(2, "Epochs without valid improvement tolerated before stopping (0: stop at the first).",
+                            int, check=zero_or_more)
+    batch_size: int = _option(256, "Training batch size.", int, check=at_least_one)
+    eval_batch_size: int = _option(4096, "Evaluation batch size (does not change the numbers).", int,
+                                   check=at_least_one, compared=False, cli=False)
+    embedding_dim: int = _option(32, "Embedding size per field (item and category).", int, check=at_least_one)
+    mlp_hidden: tuple[int, ...] = _option((200, 80), "Hidden sizes of the prediction MLP.", tuple,
+                                          check=sizes_at_least_one)
+    mlp_activation: str = _option("prelu", "Activation of the prediction MLP: prelu, dice, sigmoid or relu.", choices=ACTIVATIONS)
+    attention_groups: str = _option(
+        "joint", "joint: pool item+category embeddings together; separate: items with items, categories "
+        "with categories.", choices=("joint", "separate"))
+    max_len: int = _option(50, "Keep the most recent N behaviours of each history.", int, check=at_least_one)
+    bucket: bool = _option(False, "Batch rows of similar history length together.", bool)
+    optimizer: str = _option("adam", "adam or sgd.", choices=("adam", "sgd"))
+    lr: float = _option(1e-3, "Learning rate.", float, check=positive_number)
+    lr_decay_steps: int = _option(0, "Multiply the lr by --lr-decay every N steps (0: never).", int,
+                                  check=zero_or_more)
+    lr_decay: float = _option(0.1, "Factor of the lr decay.", float, check=fraction)
+    grad_clip: float = _option(0.0, "Clip the global gradient norm (0: off).", float, check=zero_or_more)
+    l2_minibatch: float = _option(0.0, "Mini-batch aware L2 on embeddings (DIN paper Eq. 4), its lambda (0: off).",
+                                  float, check=zero_or_more)
+    init_std: float = _option(0.1, "Std of the normal embedding initialisation.", float, check=positive)
+    device: str = _option("cpu", "auto, cpu, cuda or mps.", choices=("auto", "cpu", "cuda", "mps"),
+                          compared=False)
+    precision: str = _option(
+        "fp32", "fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are "
+        "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
+    # the options of this config's pooler only, every one with its value (see Pooler.options)
+    pooler_options: dict = field(default_factory=dict, metadata={"compared": False, "legacy": None})
+
+    def __post_init__(self) -> None:
+        for name, opt in OPTIONS.items():
+            object.__setattr__(self, name, opt.parse(getattr(self, name)))
+        object.__setattr__(self, "pooler", poolers.canonical(self.pooler))
+        object.__setattr__(self, "pooler_options", poolers.resolve_options(self.pooler, self.pooler_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["mlp_hidden"] = list(self.mlp_hidden)
+        out["pooler_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.pooler_options.items()}
+        return out
+
+    def selection_key(self) -> dict[str, Any]:
+        """What makes runs comparable; see ``comparable``."""
+        return comparable(self.to_dict())
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return replace(self, **changes)
+
+
+OPTIONS: dict[str, Option] = {
+    f.name: replace(f.metadata["option"], name=f.name) for f in fields(RunConfig) if "option" in f.metadata
+}
+
+# Fields that may differ between runs of one comparison: the repeats (seed), what is compared
+# (pooler and its options, architecture; columns of the report) and what cannot change the numbers.
+NOT_COMPARED = tuple(f.name for f in fields(RunConfig) if not f.metadata["compared"])
+# Fields added after records were first written, with the value an older record's run had in effect,
+# so that an old record and a new one with the same settings still compare equal.
+ADDED_FIELDS = {f.name: f.metadata["legacy"] for f in fields(RunConfig) if f.metadata["legacy"] is not None}
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config without the fields in NOT_COMPARED: equal for runs that belong in one table."""
+    return {k: v for k, v in {**ADDED_FIELDS, **config}.items() if k not in NOT_COMPARED}
+
+
+def config_from_record(config: dict[str, Any], **changes: Any) -> RunConfig:
+    """The RunConfig of a record's ``config`` (this version's, or an older one's), with ``changes``.
+
+    Records written before pooler options were the pooler's own hold every pooler's options under
+    older names; only this pooler's are kept, under today's names.
+    """
+    known = {f.name for f in fields(RunConfig)}
+    values = {k: v for k, v in {**config, **changes}.items() if k in known}
+    values["pooler_options"] = poolers.options_from_record(values.get("pooler", "din:none"),
+                                                           values.get("pooler_options") or {})
+    try:
+        return RunConfig(**values)
+    except (TypeError, DinbenchError) as exc:
+        raise DinbenchError(f"the record's config is not one this version can run ({exc})") from None
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -39,93 +154,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 50,
     },
 }
-
-
-@dataclass
-class RunConfig:
-    """Everything that decides a run's numbers. Defaults: see docs/defaults.md."""
-
-    dataset: str = "synthetic"
-    pooler: str = "din:none"
-    seed: int = 0
-    protocol: str = "din"  # din: select epoch on valid; paper: train+valid, fixed epochs, no selection
-    epochs: int = 10  # at most (early stopping on valid GAUC)
-    patience: int = 2  # epochs without valid improvement tolerated; the next one stops training
-    batch_size: int = 256
-    eval_batch_size: int = 4096
-    embedding_dim: int = 32  # per field: item and category, so the model works on 2 * 32
-    mlp_hidden: tuple[int, ...] = (200, 80)
-    mlp_activation: str = "prelu"
-    architecture: str = "ranking"
-    attention_groups: str = "joint"
-    max_len: int = 50
-    bucket: bool = False  # batch rows of similar history length together (less padding)
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    lr_decay_steps: int = 0  # multiply lr by lr_decay every this many steps (0 = never)
-    lr_decay: float = 0.1
-    grad_clip: float = 0.0  # max global gradient norm (0 = no clipping)
-    l2_minibatch: float = 0.0  # mini-batch aware L2 on embeddings (DIN paper, Eq. 4); 0 = off
-    init_std: float = 0.1
-    pooler_options: dict[str, Any] = field(default_factory=dict)  # passed to the pooler if it takes them
-    device: str = "cpu"
-    precision: str = "fp32"  # bf16: matmuls under torch.autocast in bfloat16 (parameters and optimizer stay fp32)
-
-    def validate(self) -> "RunConfig":
-        positive = ("epochs", "batch_size", "eval_batch_size", "embedding_dim", "max_len")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise DinbenchError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        for name in ("patience", "lr_decay_steps", "grad_clip", "l2_minibatch"):
-            if getattr(self, name) < 0:
-                raise DinbenchError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise DinbenchError(f"--lr must be a positive number (got {self.lr})")
-        if not 0 < self.lr_decay <= 1:
-            raise DinbenchError(f"--lr-decay must lie in (0, 1] (got {self.lr_decay})")
-        if self.init_std <= 0:
-            raise DinbenchError(f"--init-std must be positive (got {self.init_std})")
-        if any(h < 1 for h in self.mlp_hidden):
-            raise DinbenchError(f"--mlp-hidden sizes must be at least 1 (got {list(self.mlp_hidden)})")
-        for name, choices in (
-            ("protocol", PROTOCOLS),
-            ("optimizer", OPTIMIZERS),
-            ("architecture", ARCHITECTURES),
-            ("attention_groups", ATTENTION_GROUPS),
-            ("mlp_activation", MLP_ACTIVATIONS),
-            ("precision", PRECISIONS),
-        ):
-            if getattr(self, name) not in choices:
-                raise DinbenchError(
-                    f"unknown --{name.replace('_', '-')} '{getattr(self, name)}'; choose from {', '.join(choices)}"
-                )
-        self.pooler = poolers.canonical(self.pooler)
-        self.mlp_hidden = tuple(int(h) for h in self.mlp_hidden)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["mlp_hidden"] = list(self.mlp_hidden)
-        return out
-
-    def selection_key(self) -> dict[str, Any]:
-        """What makes runs comparable; see ``comparable``."""
-        return comparable(self.to_dict())
-
-
-# Fields that may differ between runs of one comparison: the repeats (seed), what is compared
-# (pooler, architecture; both are columns of the report) and what cannot change the numbers.
-NOT_COMPARED = ("seed", "pooler", "architecture", "device", "eval_batch_size")
-
-
-# Fields added after records were first written, with the value an older record's run had in effect,
-# so that an old record and a new one with the same settings still compare equal.
-ADDED_FIELDS = {"precision": "fp32"}
-
-
-def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A run config without the fields in NOT_COMPARED: equal for runs that belong in one table."""
-    return {k: v for k, v in {**ADDED_FIELDS, **config}.items() if k not in NOT_COMPARED}
+assert all(set(p) <= set(OPTIONS) for p in PRESETS.values()), "a preset names an option that does not exist"
 
 
 def apply_preset(name: str, explicit: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +164,3 @@ def apply_preset(name: str, explicit: dict[str, Any]) -> dict[str, Any]:
     merged = dict(PRESETS[name])
     merged.update({k: v for k, v in explicit.items() if v is not None})
     return merged
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(RunConfig)]

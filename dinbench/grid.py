@@ -1,69 +1,101 @@
-"""The grid of runs: datasets x architectures x poolers x seeds -> one RunConfig each.
+"""Experiments: what ``dinbench run`` and ``dinbench sweep`` are asked to do, and the grid of runs it makes.
 
-``dinbench run`` and ``dinbench sweep`` take the same options (what to train and how); both turn
-them into RunConfigs here, so a sweep's runs are exactly the runs ``dinbench run`` would make.
+An experiment is the run options (``config.OPTIONS``), the pooler options (each pooler's
+``options``) and three grid options (``GRID_OPTIONS``: seeds, preset), from three layers, each
+over the one below: defaults < preset < experiment file (``--config exp.toml``) < explicit
+command-line options. ``resolve`` checks every value once, where it enters, and ``Experiment.expand``
+turns it into datasets x architectures x poolers x seeds RunConfigs, so a sweep's runs are exactly
+the runs ``dinbench run`` would make.
 
 ``run_identity`` says when a completed record already holds a run of the grid: same dataset
-fingerprint, same comparable configuration (every field that decides the numbers), same pooler,
-architecture and seed. A sweep skips those (resumable sweeps).
+fingerprint, same comparable configuration (every field that decides the numbers), same pooler and
+pooler options, architecture and seed. A sweep skips those (resumable sweeps).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dinbench import poolers
-from dinbench.config import RunConfig, apply_preset, comparable
+from dinbench.config import OPTIONS, PRESETS, RunConfig, apply_preset, comparable, config_from_record
 from dinbench.errors import DinbenchError
+from dinbench.options import Option, at_least_one
+
+GRID_OPTIONS = {
+    "seeds": Option("seeds", 1, "Number of seeds (repeats) per pooler.", int, check=at_least_one),
+    "preset": Option("preset", "default", "Settings bundle: default (tuned, docs/defaults.md) or paper (the DIN "
+                     "paper's). Explicit options win.", choices=tuple(PRESETS)),
+}
+# what an axis holds when nobody says (RunConfig's own default is one run's value)
+AXIS_DEFAULTS = {"dataset": "synthetic", "pooler": ",".join(poolers.DEFAULT_POOLERS), "architecture": "ranking"}
 
 
-def parse_ints(text: str | None, option: str) -> tuple[int, ...] | None:
-    """'200,80' -> (200, 80); None stays None; anything else is a one-line error naming ``option``."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise DinbenchError(f"{option} takes comma-separated integers like 200,80 (got '{text}')") from None
+def pooler_options_schema() -> dict[str, Option]:
+    """One Option per pooler-option name, its help prefixed with the pooler(s) that declare it."""
+    out = {}
+    for name, owners in poolers.all_options().items():
+        first = owners[0][1]
+        help_ = "; ".join(f"{p}: {o.help} {o.describe_default()}" for p, o in owners)
+        out[name] = Option(name, None, help_, first.kind, first.choices, None)
+    return out
 
 
-@dataclass
-class GridOptions:
-    """The options shared by ``run`` and ``sweep``, as the user gave them (None = preset/default)."""
+def schema() -> dict[str, Option]:
+    """Every option of an experiment by name: grid, run and pooler options (the command line's order)."""
+    run = {k: replace(o, default=AXIS_DEFAULTS.get(k, o.default)) for k, o in OPTIONS.items() if o.cli}
+    return {**{k: run[k] for k in ("dataset", "pooler")}, **GRID_OPTIONS, **run, **pooler_options_schema()}
 
-    pooler: str
+
+def _split(value: Any) -> list[str]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return list(dict.fromkeys(str(x).strip() for x in items if str(x).strip()))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A resolved experiment: the grid's axes, seeds, and the settings every run shares."""
+
+    datasets: tuple[str, ...]
+    specs: tuple[str, ...]  # canonical pooler specs, in the order given
+    archs: tuple[str, ...]
     seeds: int
     seed: int
     preset: str
-    protocol: str | None
-    architecture: str
-    attention_groups: str | None
-    epochs: int | None
-    patience: int | None
-    batch_size: int | None
-    embedding_dim: int | None
-    mlp_hidden: str | None
-    mlp_activation: str | None
-    max_len: int | None
-    optimizer: str | None
-    lr: float | None
-    lr_decay_steps: int | None
-    lr_decay: float | None
-    grad_clip: float | None
-    l2_minibatch: float | None
-    init_std: float | None
-    bucket: bool | None
-    precision: str | None
-    half_life: float
-    decay_age: str
-    learn_decay: bool
-    heads: int
-    attention_hidden: str
-    attention_activation: str
-    outer_product: bool
-    device: str
+    settings: dict[str, Any]  # every other run option, resolved
+    pooler_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # pooler name -> options given
+
+    def options_for(self, spec: str) -> dict[str, Any]:
+        return dict(self.pooler_options.get(poolers.parse_spec(spec)[0], {}))
+
+    def expand(self) -> "Grid":
+        """Every dataset x architecture x pooler x seed as a RunConfig (order: that nesting)."""
+        configs: list[RunConfig] = []
+        skipped: list[str] = []
+        for dataset in self.datasets:
+            for arch in self.archs:
+                for p in self.specs:
+                    if arch == "two-tower" and poolers.uses_candidate(p):
+                        skipped += [p] if p not in skipped else []
+                        continue
+                    base = RunConfig(dataset=dataset, pooler=p, architecture=arch, seed=self.seed,
+                                     pooler_options=self.options_for(p), **self.settings)
+                    configs += [base.replace(seed=self.seed + s) for s in range(self.seeds)]
+        if not configs:
+            raise DinbenchError(
+                f"{', '.join(skipped)} attend(s) to the candidate, which a two-tower user tower never sees; "
+                "use --architecture ranking or a candidate-free pooler (average, sum, max, last, time-decay, none)"
+            )
+        _check_buildable({(c.pooler, c.architecture): c for c in configs}.values())
+        return Grid(configs=configs, specs=list(self.specs), archs=list(self.archs), two_tower_skipped=skipped)
+
+
+def _check_buildable(configs) -> None:
+    from dinbench.train import check_buildable  # torch: only when a grid is really built
+
+    for cfg in configs:
+        check_buildable(cfg)
 
 
 @dataclass
@@ -71,78 +103,74 @@ class Grid:
     """The expanded grid: configs in run order, and what was left out and why."""
 
     configs: list[RunConfig]
-    specs: list[str]  # canonical pooler specs, in the order given
+    specs: list[str]
     archs: list[str]
     two_tower_skipped: list[str]  # candidate-dependent poolers left out of two-tower
 
 
-def expand(options: GridOptions, datasets: Iterable[str]) -> Grid:
-    """Every dataset x architecture x pooler x seed as a validated RunConfig (order: that nesting).
+def _parse(opt: Option, value: Any, where: str | None) -> Any:
+    """``opt.parse(value)``; an error from a file names the file and the key."""
+    try:
+        return opt.parse(value)
+    except DinbenchError as exc:
+        if where is None:
+            raise
+        raise DinbenchError(f"{where}: key '{opt.name}': {exc}") from None
 
-    Raises DinbenchError (one line) for any bad option value, before any work starts.
+
+def resolve(explicit: dict[str, Any], file: dict[str, Any] | None = None, where: str | None = None) -> Experiment:
+    """The experiment of ``explicit`` options (None = not given) over an experiment ``file``'s values.
+
+    ``file`` is what ``experiment.load`` read from ``where``; its values are checked here, naming
+    the file and key in any error. Raises DinbenchError (one line) before any work starts.
     """
-    from dinbench.train import check_buildable  # torch: only when a grid is really built
-
-    if options.seeds < 1:
-        raise DinbenchError(f"--seeds must be at least 1 (got {options.seeds})")
-    datasets = list(dict.fromkeys(d.strip() for d in datasets if d.strip()))
-    if not datasets:
-        raise DinbenchError("--dataset names no dataset; give one or more names separated by commas")
-    specs = poolers.expand(options.pooler)
-    explicit = dict(
-        protocol=options.protocol, attention_groups=options.attention_groups, epochs=options.epochs,
-        patience=options.patience, batch_size=options.batch_size, embedding_dim=options.embedding_dim,
-        mlp_hidden=parse_ints(options.mlp_hidden, "--mlp-hidden"), mlp_activation=options.mlp_activation,
-        max_len=options.max_len, optimizer=options.optimizer, lr=options.lr,
-        lr_decay_steps=options.lr_decay_steps, lr_decay=options.lr_decay, grad_clip=options.grad_clip,
-        l2_minibatch=options.l2_minibatch, init_std=options.init_std, bucket=options.bucket,
-        precision=options.precision,
-    )
-    settings = apply_preset(options.preset, explicit)
-    pooler_options = dict(
-        half_life=options.half_life, age_unit=options.decay_age, learn=options.learn_decay, heads=options.heads,
-        hidden=parse_ints(options.attention_hidden, "--attention-hidden"),
-        activation=options.attention_activation, outer=options.outer_product,
-    )
-    archs = list(dict.fromkeys(a.strip() for a in options.architecture.split(",") if a.strip()))
-    if not archs:
-        raise DinbenchError("--architecture names no architecture; choose ranking, two-tower or both")
-    configs: list[RunConfig] = []
-    skipped: list[str] = []
-    for dataset in datasets:
-        for arch in archs:
-            for p in specs:
-                if arch == "two-tower" and poolers.uses_candidate(p):
-                    if p not in skipped:
-                        skipped.append(p)
-                    continue
-                configs += [
-                    RunConfig(dataset=dataset, pooler=p, seed=options.seed + s, device=options.device,
-                              architecture=arch, pooler_options=dict(pooler_options), **settings)
-                    for s in range(options.seeds)
-                ]
-    if not configs:
-        raise DinbenchError(
-            f"{', '.join(skipped)} attend(s) to the candidate, which a two-tower user tower never sees; "
-            "use --architecture ranking or a candidate-free pooler (average, sum, max, last, time-decay, none)"
-        )
-    for cfg in configs:
-        cfg.validate()  # every option checked before any work starts
-    for cfg in {(c.pooler, c.architecture): c for c in configs}.values():
-        check_buildable(cfg)
-    return Grid(configs=configs, specs=specs, archs=archs, two_tower_skipped=skipped)
+    layers = [(dict(file or {}), where), ({k: v for k, v in explicit.items() if v is not None}, None)]
+    merged: dict[str, Any] = {}
+    source: dict[str, str | None] = {}
+    per_pooler: dict[str, dict[str, Any]] = {}
+    for values, origin in layers:
+        for name, spec_options in values.pop("pooler_options", {}).items():
+            poolers.parse_spec(name)
+            per_pooler.setdefault(name, {}).update(spec_options)
+        merged.update(values)
+        source.update({k: origin for k in values})
+    axes = {k: _split(merged.get(k, AXIS_DEFAULTS[k])) for k in AXIS_DEFAULTS}
+    for k in ("dataset", "architecture"):
+        if not axes[k]:
+            raise DinbenchError(f"--{k} names no {k}; give one or more names separated by commas")
+    for arch in axes["architecture"]:
+        _parse(OPTIONS["architecture"], arch, source.get("architecture"))
+    specs = poolers.expand(",".join(axes["pooler"]))
+    grid = {k: _parse(o, merged.get(k, o.default), source.get(k)) for k, o in GRID_OPTIONS.items()}
+    settings = {k: _parse(OPTIONS[k], v, source.get(k)) for k, v in merged.items()
+                if k in OPTIONS and k not in AXIS_DEFAULTS}
+    settings = apply_preset(grid["preset"], settings)
+    seed = settings.pop("seed", OPTIONS["seed"].default)
+    flat = {k: v for k, v in merged.items() if k in poolers.all_options()}
+    for name in dict.fromkeys(poolers.parse_spec(s)[0] for s in specs):
+        own = {o.name for o in poolers.options(name)}
+        given = {**{k: v for k, v in flat.items() if k in own}, **per_pooler.get(name, {})}
+        try:
+            per_pooler[name] = poolers.resolve_options(name, given) if given else {}
+        except DinbenchError as exc:
+            raise DinbenchError(f"{where}: {exc}" if where and name in per_pooler else str(exc)) from None
+    return Experiment(datasets=tuple(axes["dataset"]), specs=tuple(specs), archs=tuple(axes["architecture"]),
+                      seeds=grid["seeds"], seed=seed, preset=grid["preset"], settings=settings,
+                      pooler_options={k: v for k, v in per_pooler.items() if v})
 
 
 def run_identity(fingerprint: str, config: dict[str, Any]) -> str:
     """A string equal for two runs that would give the same numbers: the dataset's content
-    fingerprint, the comparable config (dataset name included) and pooler, architecture, seed.
-    ``device`` and ``eval_batch_size`` are left out, as in ``config.comparable``."""
+    fingerprint, the comparable config (dataset name included) and pooler, its options,
+    architecture, seed. ``device`` and ``eval_batch_size`` are left out, as in ``config.comparable``."""
+    cfg = config_from_record(config)
     key = {
         "fingerprint": fingerprint,
-        "config": comparable(config),
-        "pooler": poolers.canonical(config["pooler"]),
-        "architecture": config.get("architecture", "ranking"),
-        "seed": int(config["seed"]),
+        "config": comparable(cfg.to_dict()),
+        "pooler": cfg.pooler,
+        "pooler_options": cfg.to_dict()["pooler_options"],
+        "architecture": cfg.architecture,
+        "seed": cfg.seed,
     }
     return json.dumps(key, sort_keys=True, default=str)
 

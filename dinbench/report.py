@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinbench.config import comparable
+from dinbench import poolers
+from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.records import Loaded
 from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
@@ -30,7 +31,10 @@ FORMATS = ("table", "markdown", "csv", "latex", "json")
 
 
 def config_id(key: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    """A short id of a comparable config. Pooler options left the shared config when they became the
+    poolers' own; hashing them as the defaults older records held keeps every config id unchanged."""
+    salted = {**key, "pooler_options": poolers.LEGACY_DEFAULTS}
+    return hashlib.sha1(json.dumps(salted, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
@@ -49,7 +53,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "architecture": r["config"].get("architecture", "ranking"),
                 "config": config_id(comparable(r["config"])),
                 "config_json": json.dumps(comparable(r["config"]), sort_keys=True),
-                "pooler": r["pooler"],
+                "pooler": poolers.label(r["pooler"], config_from_record(r["config"]).pooler_options),
                 "seed": r["seed"],
                 "auc": r["test"]["auc"],
                 "gauc": r["test"]["gauc"],

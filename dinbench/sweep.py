@@ -325,3 +325,42 @@ def execute(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path
         _execute_ray(plan, todo, results_dir, on_done, shipped or {})
     else:
         _execute_local(plan, todo, data_dir, results_dir, on_done, resume or [None] * len(todo))
+
+
+@dataclass
+class Todo:
+    """A sweep's grid split by what the results dir already holds."""
+
+    existing: list[Any]  # records.Loaded of completed runs of the grid (skipped)
+    configs: list[RunConfig]  # to run, in grid order
+    resume: list[Path | None]  # per config to run: an interrupted run's folder to continue, or None
+
+
+def split_done(configs: list[RunConfig], fingerprints: dict[str, str], results_dir: Path, skip_existing: bool,
+               resumable: bool) -> Todo:
+    """Which runs of ``configs`` are done (a completed record of the same run identity in
+    ``results_dir``), which are to run, and which of those continue an interrupted run's checkpoint
+    (``resumable``: the local executor, whose workers see this disk)."""
+    from dinbench.checkpoint import CHECKPOINT
+    from dinbench.grid import record_identity, run_identity
+    from dinbench.records import load_records
+
+    done: dict[str, Any] = {}
+    interrupted: dict[str, Path] = {}
+    if skip_existing:
+        for item in load_records(results_dir)[0]:
+            key = record_identity(item.record)
+            if key is not None:
+                done.setdefault(key, item)
+            key = record_identity(item.record, ("interrupted",))
+            if key is not None and resumable and (item.path.parent / CHECKPOINT).is_file():
+                interrupted[key] = item.path.parent
+    todo = Todo([], [], [])
+    for cfg in configs:
+        key = run_identity(fingerprints[cfg.dataset], cfg.to_dict())
+        if key in done:
+            todo.existing.append(done[key])
+        else:
+            todo.configs.append(cfg)
+            todo.resume.append(interrupted.pop(key, None))
+    return todo

@@ -34,7 +34,7 @@ from dinbench.batches import (
     length_sorted_indices,
 )
 from dinbench.atomic import write_atomic
-from dinbench.config import PROTOCOLS, RunConfig  # noqa: F401  (re-exported)
+from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.metrics import evaluate
 from dinbench.model.ctr import CTRModel
@@ -182,7 +182,7 @@ def load_model(run_dir: Path, record: dict[str, Any], prepared: Prepared) -> CTR
     name = (record.get("artifacts") or {}).get("model")
     if not name or not (run_dir / name).exists():
         raise DinbenchError(f"run {run_dir.name} has no saved model ({MODEL_FILE}); rerun it with this version")
-    cfg = RunConfig(**{**record["config"], "device": "cpu"})
+    cfg = config_from_record(record["config"], device="cpu")
     model = build_model(cfg, prepared)
     model.load_state_dict(torch.load(run_dir / name, map_location="cpu", weights_only=True))
     return model.eval()
@@ -259,7 +259,6 @@ def fit(
     continues from it exactly where it stopped. ``dist`` (a ``dinbench.distributed.Distributed``)
     trains this rank's slice of every batch under DistributedDataParallel (see that module).
     """
-    cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -437,7 +436,7 @@ def resume_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise DinbenchError(
             f"run {run_dir.name} is {record.get('status', 'of unknown status')}, not interrupted; only interrupted runs resume"
         )
-    return RunConfig(**record["config"]).validate(), record
+    return config_from_record(record["config"]), record
 
 
 def train_run(
@@ -460,7 +459,6 @@ def train_run(
     ``dist``: one run across torchrun's processes (dinbench.distributed); only rank 0 writes into
     ``results_dir`` and signals are left to torchrun (no checkpoint).
     """
-    cfg.validate()
     resolve_device(cfg.device)
     started, previous_seconds, resume = time.time(), 0.0, None
     if resume_dir is not None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dinbench import poolers
 from dinbench.errors import DinbenchError
-from dinbench.model.activations import Dice, make_activation
+from dinbench.layers.activations import Dice, make_activation
 from dinbench.poolers.base import normalize_scores, weighted_sum
 from helpers import padded_case
 

@@ -1,5 +1,5 @@
-"""The Embedding&MLP CTR model: embeddings -> pooler -> MLP (``dinbench.model.ctr.CTRModel``).
+"""The Embedding&MLP CTR model: embeddings -> pooler -> MLP (``dinbench.model.ctr.CTRModel``), and
+building a model from a run config or loading a saved one (``dinbench.model.build``).
 
-Deliberately imports nothing: poolers import ``dinbench.model.activations``, and the model imports
-the poolers, so an eager import here would make the two packages import each other.
+Above ``dinbench.poolers`` and ``dinbench.layers``; imports nothing eagerly.
 """

@@ -28,10 +28,9 @@ import torch
 from torch import nn
 
 from dinbench.batches import Batch
-from dinbench.config import ARCHITECTURES, ATTENTION_GROUPS
 from dinbench.errors import DinbenchError
 from dinbench.model.embeddings import FeatureEmbeddings
-from dinbench.model.mlp import MLP
+from dinbench.layers.mlp import MLP
 from dinbench.poolers import Pooler
 from dinbench.poolers.packed import Packed
 
@@ -52,12 +51,8 @@ class CTRModel(nn.Module):
     ) -> None:
         """``make_pooler(dim)`` builds a pooler over keys of width ``dim``."""
         super().__init__()
-        if architecture not in ARCHITECTURES:
-            raise DinbenchError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")
-        if attention_groups not in ATTENTION_GROUPS:
-            raise DinbenchError(
-                f"unknown attention groups '{attention_groups}'; choose from {', '.join(ATTENTION_GROUPS)}"
-            )
+        if architecture not in ("ranking", "two-tower") or attention_groups not in ("joint", "separate"):
+            raise ValueError(f"unknown architecture {architecture!r} or attention groups {attention_groups!r}")
         self.embedding_dim, self.architecture = embedding_dim, architecture
         self.embeddings = FeatureEmbeddings(n_items, n_categories, embedding_dim, init_std)
         d = self.embeddings.out_dim

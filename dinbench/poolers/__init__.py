@@ -1,16 +1,18 @@
 """The pooler registry: name -> class. A new pooler is one file here plus one line in REGISTRY.
 
 A pooler is addressed on the command line as ``name`` or ``name:variant``; attention poolers take
-their normalisation as the variant (``din:none``, ``din:softmax``). Other constructor options
-(``half_life``, ``activation``, ...) are keyword options of ``build``.
+their normalisation as the variant (``din:none``, ``din:softmax``). A pooler's other options
+(``half_life``, ``attention_hidden``, ...) are declared in its own file (``Pooler.options``) and are
+keyword options of ``build``; the command line, experiment files and records take them from there.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
+from typing import Any
 
 from dinbench.errors import DinbenchError
+from dinbench.options import Option
 
 from dinbench.poolers.base import NORMALIZATIONS, Pooler
 from dinbench.poolers.average import AveragePooler
@@ -91,31 +93,75 @@ def uses_candidate(spec: str) -> bool:
     return bool(REGISTRY[parse_spec(spec)[0]].cls.uses_candidate)
 
 
-def option_names(name: str) -> list[str]:
-    """The keyword options a registered pooler's constructor takes (besides dim and the variant)."""
-    params = inspect.signature(REGISTRY[name].cls.__init__).parameters
-    return [p for p in params if p not in ("self", "dim", "normalization")]
+def options(name: str) -> tuple[Option, ...]:
+    """The options pooler ``name`` declares (besides its variant)."""
+    return tuple(REGISTRY[name].cls.options)
 
 
-def build(spec: str, dim: int, **options) -> Pooler:
-    """Instantiate the pooler for ``spec`` over keys of width ``dim``; ``options`` go to its constructor.
+def all_options() -> dict[str, list[tuple[str, Option]]]:
+    """option name -> [(pooler name, its declaration), ...] over the registry (a name may be shared)."""
+    out: dict[str, list[tuple[str, Option]]] = {}
+    for name in REGISTRY:
+        for opt in options(name):
+            out.setdefault(opt.name, []).append((name, opt))
+    return out
 
-    build("time-decay", 64, half_life=10.0); build("din:softmax", 64, activation="dice", outer=True).
+
+def resolve_options(spec: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every option of the pooler of ``spec``: the ``given`` values (checked) over the declared defaults.
+
+    Unknown names raise DinbenchError naming the pooler's options.
+    """
+    name, _ = parse_spec(spec)
+    declared = {o.name: o for o in options(name)}
+    for key in given:
+        if key == "normalization" and REGISTRY[name].variants:
+            raise DinbenchError(f"give the normalisation of '{name}' as the variant ({name}:softmax, {name}:none), not as an option")
+        if key not in declared:
+            raise DinbenchError(f"pooler '{name}' has no option '{key}'; its options: {', '.join(declared) or 'none'}")
+    return {k: o.parse(given[k]) if k in given else o.default for k, o in declared.items()}
+
+
+# Records written before the options were the poolers' own stored every pooler's options, by these names.
+LEGACY_NAMES = {"age_unit": "decay_age", "learn": "learn_decay", "hidden": "attention_hidden",
+                "activation": "attention_activation", "outer": "outer_product"}
+LEGACY_DEFAULTS = {"half_life": 5.0, "age_unit": "position", "learn": False, "heads": 4, "hidden": [80, 40],
+                   "activation": "sigmoid", "outer": False}  # what those records held by default
+
+
+def options_from_record(spec: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``pooler_options`` (this version's, or an older record's) -> the options of ``spec``'s pooler."""
+    own = {o.name for o in options(parse_spec(spec)[0])}
+    renamed = {LEGACY_NAMES.get(k, k): v for k, v in stored.items()}
+    return {k: v for k, v in renamed.items() if k in own}
+
+
+def label(spec: str, opts: dict[str, Any]) -> str:
+    """``spec`` plus its options that differ from their defaults: 'time-decay(half_life=10)', 'din:none'."""
+    name, _ = parse_spec(spec)
+    changed = []
+    for o in options(name):
+        if o.name in opts and o.parse(opts[o.name]) != o.default:
+            value = o.parse(opts[o.name])
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+            changed.append(f"{o.name}={shown}")
+    return f"{canonical(spec)}({', '.join(changed)})" if changed else canonical(spec)
+
+
+def build(spec: str, dim: int, **opts) -> Pooler:
+    """Instantiate the pooler for ``spec`` over keys of width ``dim``; ``opts`` (its options) over the defaults.
+
+    build("time-decay", 64, half_life=10.0); build("din:softmax", 64, attention_activation="dice").
     Unknown options and invalid values raise DinbenchError.
     """
     name, variant = parse_spec(spec)
-    accepted = option_names(name)
-    for key in options:
-        if key == "normalization" and REGISTRY[name].variants:
-            raise DinbenchError(f"give the normalisation of '{name}' as the variant ({name}:softmax, {name}:none), not as an option")
-        if key not in accepted:
-            raise DinbenchError(f"pooler '{name}' has no option '{key}'; its options: {', '.join(accepted) or 'none'}")
+    values = resolve_options(spec, opts)
     if variant is not None:
-        options["normalization"] = variant
+        values["normalization"] = variant
     try:
-        return REGISTRY[name].cls(dim, **options)
+        return REGISTRY[name].cls(dim, **values)
     except ValueError as e:
         raise DinbenchError(f"pooler '{canonical(spec)}': {e}") from None
 
 
-__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "option_names", "parse_spec", "uses_candidate"]
+__all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "options", "all_options", "resolve_options", "label", "parse_spec", "uses_candidate"]

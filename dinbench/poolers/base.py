@@ -36,6 +36,9 @@ class Pooler(nn.Module):
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
     uses_order: bool = False  # True when the output depends on the order of the history positions
     packs: bool = False  # True when pool_packed is the native implementation (then forward packs and calls it)
+    # The pooler's own options (dinbench.options.Option), passed to __init__ by name; the one place each
+    # is declared: the command line, experiment files, records and --help derive from it.
+    options: tuple = ()
 
     def forward(
         self,

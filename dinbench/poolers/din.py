@@ -6,14 +6,14 @@ softmax ("to reserve the intensity of user interests"), so the default normalisa
 
 Hidden sizes (80, 40) and sigmoid activations follow the authors' released code. Other
 activations: ``prelu`` (one slope per unit), ``relu`` and ``dice`` (the paper's data-adaptive
-PReLU, dinbench.model.activations.Dice; its batch statistics come from real positions only).
+PReLU, dinbench.layers.activations.Dice; its batch statistics come from real positions only).
 
 The first layer is evaluated in split form, which is the same linear map with less work:
 W [q, k, q-k, q⊙k] = (Wq + Wd) q + (Wk - Wd) k + Wp (q ⊙ k), where the q-part is computed once
 per row instead of once per history position. The per-position part and the rest of the unit run
 on the real positions only, packed into [N, H] (N = number of real positions in the batch).
 
-``outer=True`` adds the paper's outer-product features vec(q kᵀ) (D*D per position) to the
+``outer_product=True`` adds the paper's outer-product features vec(q kᵀ) (D*D per position) to the
 first layer's input. Their part of the first layer, Wo vec(q kᵀ) with Wo [H, D*D], is the bilinear
 form qᵀ Wo[h] k per hidden unit h (Wo viewed as [H, D, D]), so it is computed as
 (q Wo) [B, D, H] once per row and then keys @ (q Wo) [B, L, H]: O(B H D² + B L H D) work and no
@@ -28,29 +28,38 @@ import math
 import torch
 from torch import nn
 
-from dinbench.model.activations import ACTIVATIONS, Dice, make_activation
+from dinbench.layers.activations import ACTIVATIONS, Dice, make_activation
+from dinbench.options import Option, sizes_at_least_one
 from dinbench.poolers.base import Pooler, attend, check_normalization, normalize_scores
 
 
 class DINPooler(Pooler):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L] (raw scores for 'none').
 
-    Defaults: hidden (80, 40), activation 'sigmoid', normalization 'none', outer False.
+    Options (defaults in ``options``): attention_hidden (80, 40), attention_activation 'sigmoid',
+    outer_product False; normalization 'none' (the variant).
     """
 
     description = "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item"
     uses_candidate = True
     packs = True
+    options = (
+        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one),
+        Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
+               "or relu.", choices=ACTIVATIONS),
+        Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
+    )
 
     def __init__(
         self,
         dim: int,
-        hidden: tuple[int, ...] = (80, 40),
-        activation: str = "sigmoid",
+        attention_hidden: tuple[int, ...],
+        attention_activation: str,
         normalization: str = "none",
-        outer: bool = False,
+        outer_product: bool = False,
     ) -> None:
         super().__init__()
+        hidden, activation, outer = attention_hidden, attention_activation, outer_product
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not hidden:

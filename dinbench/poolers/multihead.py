@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from dinbench.options import Option, at_least_one
 from dinbench.poolers.base import Pooler, check_normalization, normalize_scores
 
 
@@ -34,11 +35,12 @@ class MultiHeadPooler(Pooler):
     description = "multi-head target attention (candidate = query, history = keys/values)"
     uses_candidate = True
     packs = True
+    options = (Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one),)
 
-    def __init__(self, dim: int, heads: int = 4, normalization: str = "softmax") -> None:
+    def __init__(self, dim: int, heads: int, normalization: str = "softmax") -> None:
         super().__init__()
         if heads < 1 or dim % heads:
-            raise ValueError(f"heads ({heads}) must be a positive divisor of the key width {dim}")
+            raise ValueError(f"heads ({heads}) must be a positive divisor of the key width {dim}: with attention-groups joint the key width is 2 x --embedding-dim, with separate it is --embedding-dim; change --heads or --embedding-dim")
         self.dim, self.heads, self.normalization = dim, heads, check_normalization(normalization)
         self.w_q = nn.Linear(dim, dim, bias=False)
         self.w_k = nn.Linear(dim, dim, bias=False)

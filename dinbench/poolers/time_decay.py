@@ -5,14 +5,14 @@
 so a behaviour one half-life older counts half as much. As half_life → ∞ every weight becomes equal
 and the pooler turns into ``average``; as half_life → 0 it turns into ``last``.
 
-age_unit:
+decay_age:
     "position" (default)  age = rank from the most recent real position (0 for the most recent,
                           1 for the one before, ...), computed from the mask; the ``age`` tensor is
                           ignored. Padding between real positions does not count.
     "time"                age = the ``age`` tensor (target time minus behaviour time, e.g. seconds);
                           half_life is in the same unit.
 
-learn=True makes log(half_life) a trained parameter (initialised from ``half_life``).
+learn_decay=True makes log(half_life) a trained parameter (initialised from ``half_life``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from dinbench.options import Option, positive_number
 from dinbench.poolers.base import Pooler, normalize_scores
 
 AGE_UNITS = ("position", "time")
@@ -30,21 +31,28 @@ AGE_UNITS = ("position", "time")
 class TimeDecayPooler(Pooler):
     """keys [B, L, D], mask [B, L], age [B, L] or None -> pooled [B, D], weights [B, L] (sum to 1, 0 if empty).
 
-    Defaults: half_life 5.0, age_unit 'position', learn False.
+    Options (defaults in ``options``): half_life 5.0, decay_age 'position', learn_decay False.
     """
 
     uses_order = True  # with age by position; age by time is order-free
     description = "recency-weighted mean, weight 2^(-age/half_life) (no candidate)"
+    options = (
+        Option("half_life", 5.0, "half-life (positions, or time units with --decay-age time).", float,
+               check=positive_number),
+        Option("decay_age", "position", "age by 'position' from the most recent, or by 'time' (dataset time unit).",
+               choices=AGE_UNITS),
+        Option("learn_decay", False, "learn the half-life.", bool),
+    )
 
-    def __init__(self, dim: int, half_life: float = 5.0, age_unit: str = "position", learn: bool = False) -> None:
+    def __init__(self, dim: int, half_life: float, decay_age: str, learn_decay: bool) -> None:
         super().__init__()
         if not (half_life > 0 and math.isfinite(half_life)):
             raise ValueError(f"half_life must be a positive number (got {half_life})")
-        if age_unit not in AGE_UNITS:
-            raise ValueError(f"unknown age_unit {age_unit!r}; choose one of {', '.join(AGE_UNITS)}")
-        self.dim, self.age_unit, self.learn = dim, age_unit, learn
+        if decay_age not in AGE_UNITS:
+            raise ValueError(f"unknown decay_age {decay_age!r}; choose one of {', '.join(AGE_UNITS)}")
+        self.dim, self.age_unit, self.learn = dim, decay_age, learn_decay
         log_half_life = torch.tensor(math.log(half_life))
-        if learn:
+        if learn_decay:
             self.log_half_life = nn.Parameter(log_half_life)
         else:
             self.register_buffer("log_half_life", log_half_life)
@@ -61,7 +69,7 @@ class TimeDecayPooler(Pooler):
             real = mask.to(dtype)  # [B, L]
             age = real.flip(1).cumsum(1).flip(1) - real  # [B, L]: real positions after l (0 = most recent)
         elif age is None:
-            raise ValueError("time-decay with age_unit='time' needs the age tensor (target time - behaviour time)")
+            raise ValueError("time-decay with decay_age='time' needs the age tensor (target time - behaviour time)")
         age = age.to(dtype).masked_fill(~mask, 0.0)  # padding may hold anything; keep it out of the gradient
         scores = -math.log(2.0) * age / self.log_half_life.exp()  # [B, L], log of the unnormalised weights
         weights = normalize_scores(scores, mask, "softmax")  # [B, L]: exp, normalised over real positions

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinbench import paths
 from dinbench.atomic import write_atomic, write_json_atomic
 from dinbench.errors import DinbenchError
 from dinbench.prepared.builders import DinProtocol, SampleBuilder, SortedBehaviours
@@ -280,33 +281,13 @@ def _write(path: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]
     write_json_atomic(path / MANIFEST, manifest)
 
 
-SYNTHETIC_OPTIONS = ("users", "topics", "mean_length", "seed")  # the `download synthetic` options
-IMPORT_COLUMNS = {"user": ("--user-col", "user_id"), "item": ("--item-col", "item_id"),
-                  "category": ("--category-col", "cate_id"), "time": ("--time-col", "timestamp")}
-
-
 def rebuild_command(data_dir: Path, name: str, manifest: dict[str, Any]) -> str:
-    """The exact command that prepares dataset ``name`` again, as its manifest says it was made."""
-    from dinbench import paths
-
+    """The exact command that prepares dataset ``name`` again: the one its source wrote into the
+    manifest (``source.rebuild``), for the folder it is in. Manifests from before that field say
+    ``dinbench download NAME --force``."""
     source = manifest.get("source", {}) if isinstance(manifest, dict) else {}
-    kind = source.get("kind")
-    if kind == "synthetic":
-        from dinbench.sources.synthetic import SyntheticConfig
-
-        default, made = SyntheticConfig(), source.get("config", {})
-        parts = ["dinbench download synthetic --force"] + [
-            f"--{k.replace('_', '-')} {made[k]}" for k in SYNTHETIC_OPTIONS if k in made and made[k] != getattr(default, k)
-        ]
-    elif kind == "import":
-        columns = source.get("columns", {})
-        parts = [f"dinbench import {shlex.quote(str(source.get('file', 'FILE')))} --name {name} --force"]
-        for key, (option, default) in IMPORT_COLUMNS.items():
-            value = columns.get(key, default)
-            if value != default:
-                parts.append(f"{option} {shlex.quote(value or '')}")
-    else:
-        parts = [f"dinbench download {name} --force"]
+    command = source.get("rebuild") if isinstance(source, dict) else None
+    parts = [str(command) if command else f"dinbench download {name} --force"]
     if Path(data_dir) != paths.data_dir():
         parts.append(f"--data-dir {shlex.quote(str(data_dir))}")
     return " ".join(parts)

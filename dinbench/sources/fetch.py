@@ -209,7 +209,7 @@ def obtain(spec: DatasetSpec, data_dir: Path, opts: Options, console: Console) -
         path = _taobao_file(opts.from_path)  # fails with the how-to before anything is written
     folder = raw_dir(data_dir, spec.name)
     _show_licence(spec, folder, console)
-    source: dict[str, Any] = {"kind": spec.family, "dataset": spec.name}
+    source: dict[str, Any] = {"kind": spec.family, "dataset": spec.name, "rebuild": f"dinbench download {spec.name} --force"}
     progress, update = _line_progress(console)
     if spec.family == "movielens":
         where, got = _movielens_folder(spec, folder, opts, console)

@@ -82,3 +82,20 @@ def clean(frame: pd.DataFrame, label: str) -> pd.DataFrame:
         raise DinbenchError(f"{label} has no rows with data ({int(empty.sum()):,} empty rows)")
     out.attrs["read"] = {"rows": len(frame), "empty_rows": int(empty.sum()), "duplicate_rows": int(duplicate.sum())}
     return out
+
+
+COLUMN_OPTIONS = {"user": ("--user-col", "user_id"), "item": ("--item-col", "item_id"),
+                  "category": ("--category-col", "cate_id"), "time": ("--time-col", "timestamp")}
+
+
+def source_info(path: Path, name: str, columns: dict[str, str | None], read: dict) -> dict:
+    """The manifest's ``source`` of an imported file, with the `dinbench import` command that redoes it."""
+    import shlex
+
+    file = str(Path(path).resolve())
+    parts = [f"dinbench import {shlex.quote(file)} --name {name} --force"]
+    for key, (option, default) in COLUMN_OPTIONS.items():
+        value = columns.get(key) or ""
+        if value != default:
+            parts.append(f"{option} {shlex.quote(value)}")
+    return {"kind": "import", "file": file, "columns": columns, "read": read, "rebuild": " ".join(parts)}

@@ -125,7 +125,18 @@ def generate(cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return behaviours, items
 
 
+COMMAND_OPTIONS = ("users", "topics", "mean_length", "seed")  # the options of `dinbench download synthetic`
+
+
+def rebuild_command(cfg: SyntheticConfig) -> str:
+    """The `dinbench download synthetic` command that generates ``cfg`` again."""
+    default = SyntheticConfig()
+    return " ".join(["dinbench download synthetic --force"] + [
+        f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in COMMAND_OPTIONS if getattr(cfg, k) != getattr(default, k)])
+
+
 def source_info(cfg: SyntheticConfig) -> dict:
     config = asdict(cfg)
     config["interests"] = list(cfg.interests)
-    return {"kind": "synthetic", "generator": "dinbench.sources.synthetic", "config": config}
+    return {"kind": "synthetic", "generator": "dinbench.sources.synthetic", "config": config,
+            "rebuild": rebuild_command(cfg)}

@@ -1,7 +1,7 @@
-"""The prediction MLP of the DIN paper's BaseModel: Linear -> activation per hidden layer -> output.
+"""The MLP block: Linear -> activation per hidden layer -> output (the DIN paper's BaseModel MLP).
 
 Activation PReLU by default (the paper's BaseModel); ``dice`` and ``sigmoid`` are the other
-choices the paper and its code use.
+choices the paper and its code use. Activations come from ``dinbench.layers.activations``.
 """
 
 from __future__ import annotations
@@ -9,21 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MLP_ACTIVATIONS = ("prelu", "dice", "sigmoid", "relu")
-
-
-def _activation(name: str, size: int) -> nn.Module:
-    if name == "prelu":
-        return nn.PReLU(size)
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "dice":
-        from dinbench.model.activations import Dice
-
-        return Dice(size)
-    raise ValueError(f"unknown activation {name!r}; choose from {', '.join(MLP_ACTIVATIONS)}")
+from dinbench.layers.activations import make_activation
 
 
 class MLP(nn.Module):
@@ -35,7 +21,7 @@ class MLP(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for size in hidden:
-            layers += [nn.Linear(in_dim, size), _activation(activation, size)]
+            layers += [nn.Linear(in_dim, size), make_activation(activation, size)]
             in_dim = size
         layers.append(nn.Linear(in_dim, out_dim))
         self.net = nn.Sequential(*layers)

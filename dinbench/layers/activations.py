@@ -1,4 +1,6 @@
-"""Activations for the DIN activation unit, including Dice (Zhou et al., KDD 2018, Sec. 4.3 / Eq. 9).
+"""Activations of the MLP and of the DIN activation unit, including Dice (Zhou et al., KDD 2018, Sec. 4.3 / Eq. 9).
+
+One factory, ``make_activation(name, num_features)``, serves both.
 
 Dice is a PReLU whose rectification point follows the data:
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = ("sigmoid", "prelu", "relu", "dice")
+ACTIVATIONS = ("prelu", "dice", "sigmoid", "relu")
 
 
 class Dice(nn.Module):
@@ -69,15 +71,22 @@ class Dice(nn.Module):
 
 
 class PReLU(nn.Module):
-    """PReLU with one slope per feature of the last dimension (torch's nn.PReLU puts them on dim 1,
-    which for [B, L, H] would be L): f(x) = x if x > 0 else alpha * x, alpha [H] initialised to 0.25."""
+    """PReLU with one slope per feature of the last dimension: f(x) = x if x > 0 else weight * x, weight [H]
+    initialised to 0.25. (torch's nn.PReLU puts its slopes on dim 1, which for [B, L, H] would be L; on
+    [B, H] the two compute the same values and gradients, bit for bit, and share the parameter name
+    ``weight``, so models saved with nn.PReLU in their MLP load unchanged.)"""
 
     def __init__(self, num_features: int, init: float = 0.25) -> None:
         super().__init__()
-        self.alpha = nn.Parameter(torch.full((num_features,), init))  # [H]
+        self.weight = nn.Parameter(torch.full((num_features,), init))  # [H]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x > 0, x, self.alpha * x)
+        return torch.where(x > 0, x, self.weight * x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "alpha" in state_dict:  # saved before 0.2, when the attention unit's slope was "alpha"
+            state_dict[prefix + "weight"] = state_dict.pop(prefix + "alpha")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def make_activation(name: str, num_features: int) -> nn.Module:
@@ -90,4 +99,4 @@ def make_activation(name: str, num_features: int) -> nn.Module:
         return nn.ReLU()
     if name == "dice":
         return Dice(num_features)
-    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
