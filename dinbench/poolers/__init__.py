@@ -54,8 +54,10 @@ BASELINE = "average"  # RelaImpr reference of run and report tables
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """'din:softmax' -> ('din', 'softmax'); 'average' -> ('average', None). Validates both parts."""
-    name, _, variant = spec.strip().partition(":")
+    """'din:softmax' -> ('din', 'softmax'); 'average' -> ('average', None). Validates both parts.
+
+    A report's label ('time-decay(half_life=10)', see ``label``) reads as its spec."""
+    name, _, variant = spec.split("(")[0].strip().partition(":")
     if name not in REGISTRY:
         raise DinbenchError(f"unknown pooler '{name}'; choose from {', '.join(REGISTRY)} (or 'all')")
     entry = REGISTRY[name]
