@@ -19,7 +19,7 @@ def test_negative_numbers_refused_before_any_work(cli, option, value):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (("--preset", "fast"), ("unknown preset 'fast'", "default, paper")),
+    (("--preset", "fast"), ("unknown --preset 'fast'", "default, paper")),
     (("--optimizer", "adagrad"), ("adagrad", "adam, sgd")),
     (("--architecture", "tower"), ("tower", "ranking, two-tower")),
     (("--mlp-activation", "tanh"), ("tanh", "prelu")),

@@ -72,7 +72,7 @@ def test_preset_paper_and_explicit_options_win():
     merged = apply_preset("paper", {"lr": 0.5, "epochs": None})
     assert merged["lr"] == 0.5  # explicit
     assert merged["epochs"] == PRESETS["paper"]["epochs"]  # None = not given: the preset's value
-    cfg = RunConfig(**merged).validate()
+    cfg = RunConfig(**merged)
     assert (cfg.optimizer, cfg.batch_size, cfg.embedding_dim, cfg.grad_clip) == ("sgd", 32, 64, 5.0)
     with pytest.raises(DinbenchError, match="unknown preset"):
         apply_preset("nope", {})

@@ -30,19 +30,19 @@ SEEDS = st.integers(0, 2**32 - 1)
 ALL = poolers.expand("all")
 # non-default constructor options, checked beside the registry defaults
 EXTRAS = [
-    ("time-decay", {"age_unit": "time", "half_life": 3.0}),
-    ("time-decay", {"learn": True}),
-    ("din:none", {"activation": "dice"}),
-    ("din:softmax", {"activation": "dice", "outer": True}),
-    ("din:none", {"activation": "prelu", "outer": True}),
+    ("time-decay", {"decay_age": "time", "half_life": 3.0}),
+    ("time-decay", {"learn_decay": True}),
+    ("din:none", {"attention_activation": "dice"}),
+    ("din:softmax", {"attention_activation": "dice", "outer_product": True}),
+    ("din:none", {"attention_activation": "prelu", "outer_product": True}),
     ("multihead:none", {"heads": 2}),
 ]
 CONFIGS = [(spec, {}) for spec in ALL] + EXTRAS
 ATTENTION = ("dot", "bilinear", "din", "multihead")
 # order-free: the output ignores the order of the history (attention poolers here use no age)
 ORDER_FREE = [(s, {}) for s in ALL if not poolers.REGISTRY[s.split(":")[0]].cls.uses_order] + [
-    ("time-decay", {"age_unit": "time"}),  # the ages move with their positions
-    ("din:none", {"activation": "dice"}),
+    ("time-decay", {"decay_age": "time"}),  # the ages move with their positions
+    ("din:none", {"attention_activation": "dice"}),
 ]
 
 
@@ -84,7 +84,7 @@ def _batch(seed: int, batch: int = 4, length: int = 7):
 # ---------------------------------------------------------------- properties every pooler shares
 
 
-@pytest.mark.parametrize("config", EXTRAS + [("din:softmax", {"activation": "dice"})], ids=_id)
+@pytest.mark.parametrize("config", EXTRAS + [("din:softmax", {"attention_activation": "dice"})], ids=_id)
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @FEW
 @given(seed=SEEDS, batch=st.integers(1, 6), layout=LAYOUTS)
@@ -250,14 +250,14 @@ def test_time_decay_by_time_uses_the_age_tensor():
     age[:, 3] = age[:, 2] - 4.0  # position 3 is exactly one half-life younger than position 2
     mask[:, 2] = True
     with torch.no_grad():
-        _, w = _build("time-decay", {"age_unit": "time", "half_life": 4.0})(query, keys, mask, age)
+        _, w = _build("time-decay", {"decay_age": "time", "half_life": 4.0})(query, keys, mask, age)
     torch.testing.assert_close(w[:, 3] / w[:, 2], torch.full((4,), 2.0))
     for b in range(len(mask)):  # weights fall with age
         real_w, real_age = w[b][mask[b]], age[b][mask[b]]
         order = real_age.argsort()
         assert (real_w[order].diff() <= 0).all()
     with pytest.raises(ValueError, match="age"):
-        _build("time-decay", {"age_unit": "time"})(query, keys, mask, None)
+        _build("time-decay", {"decay_age": "time"})(query, keys, mask, None)
 
 
 @pytest.mark.parametrize("age_unit", ["position", "time"])
@@ -266,8 +266,8 @@ def test_time_decay_approaches_average_as_half_life_grows(age_unit):
     mask[0] = False
     with torch.no_grad():
         avg, w_avg = _build("average", {})(query, keys, mask)
-        far, w_far = _build("time-decay", {"age_unit": age_unit, "half_life": 1e9})(query, keys, mask, age)
-        near, _ = _build("time-decay", {"age_unit": age_unit, "half_life": 1.0})(query, keys, mask, age)
+        far, w_far = _build("time-decay", {"decay_age": age_unit, "half_life": 1e9})(query, keys, mask, age)
+        near, _ = _build("time-decay", {"decay_age": age_unit, "half_life": 1.0})(query, keys, mask, age)
     torch.testing.assert_close(far, avg, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(w_far, w_avg, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(near, avg, atol=1e-3)
@@ -276,7 +276,7 @@ def test_time_decay_approaches_average_as_half_life_grows(age_unit):
 def test_time_decay_learns_its_half_life_only_when_asked():
     fixed = _build("time-decay", {"half_life": 7.0})
     assert list(fixed.parameters()) == [] and fixed.half_life == pytest.approx(7.0)
-    learned = _build("time-decay", {"half_life": 7.0, "learn": True})
+    learned = _build("time-decay", {"half_life": 7.0, "learn_decay": True})
     assert [n for n, _ in learned.named_parameters()] == ["log_half_life"]
     assert learned.half_life == pytest.approx(7.0)
 
@@ -343,7 +343,7 @@ def test_multihead_with_one_head_and_identity_projections_is_dot():
 @pytest.mark.parametrize("outer", [False, True])
 def test_din_split_form_matches_the_plain_activation_unit(activation, outer):
     """The split first layer (+ the einsum outer-product term) equals one Linear over explicit features."""
-    pooler = _build("din:none", {"activation": activation, "outer": outer}).eval()
+    pooler = _build("din:none", {"attention_activation": activation, "outer_product": outer}).eval()
     query, keys, mask, _ = _batch(12)
     with torch.no_grad():
         for m in pooler.modules():  # non-trivial running statistics for Dice in eval
@@ -371,9 +371,9 @@ def test_din_defaults_are_unchanged():
     # the same state-dict layout as before (an nn.Sequential over [act, Linear, act, Linear])
     assert list(pooler.state_dict()) == ["first.weight", "first.bias", "rest.1.weight", "rest.1.bias",
                                          "rest.3.weight", "rest.3.bias"]
-    with_outer = poolers.build("din", DIM, outer=True)
+    with_outer = poolers.build("din", DIM, outer_product=True)
     assert with_outer.outer.shape == (80, DIM, DIM)
-    assert sum(isinstance(m, Dice) for m in poolers.build("din", DIM, activation="dice").modules()) == 2
+    assert sum(isinstance(m, Dice) for m in poolers.build("din", DIM, attention_activation="dice").modules()) == 2
 
 
 # ---------------------------------------------------------------- Dice
@@ -442,7 +442,7 @@ def test_make_activation():
     assert isinstance(make_activation("dice", 7), Dice)
     x = torch.randn(5, 7)
     prelu = make_activation("prelu", 7)
-    assert prelu.alpha.shape == (7,)
+    assert prelu.weight.shape == (7,)
     torch.testing.assert_close(prelu(x), torch.where(x > 0, x, 0.25 * x))
     torch.testing.assert_close(prelu(x[None].expand(3, 5, 7)), prelu(x)[None].expand(3, 5, 7))  # [B, L, H]
     torch.testing.assert_close(make_activation("relu", 7)(x), x.clamp(min=0))
@@ -472,18 +472,26 @@ def test_registry_order_variants_and_defaults():
         assert ("normalization" in params) == bool(entry.variants), name
 
 
+def test_declared_options_are_exactly_the_constructor_keywords():
+    """One declaration per option: what a pooler declares is what its constructor takes, by name."""
+    for name, entry in poolers.REGISTRY.items():
+        params = [p for p in inspect.signature(entry.cls.__init__).parameters
+                  if p not in ("self", "dim", "normalization", "noise")]
+        assert [o.name for o in poolers.options(name)] == params, name
+
+
 def test_build_passes_options_and_rejects_bad_ones():
     assert poolers.build("time-decay", DIM, half_life=2.0).half_life == pytest.approx(2.0)
-    din = poolers.build("din:softmax", DIM, activation="dice", outer=True, hidden=(16,))
+    din = poolers.build("din:softmax", DIM, attention_activation="dice", outer_product=True, attention_hidden=(16,))
     assert din.normalization == "softmax" and din.outer.shape == (16, DIM, DIM)
-    assert poolers.option_names("time-decay") == ["half_life", "age_unit", "learn"]
+    assert [o.name for o in poolers.options("time-decay")] == ["half_life", "decay_age", "learn_decay"]
     bad = [
         (("average",), {"half_life": 3.0}, "no option 'half_life'"),
-        (("time-decay",), {"halflife": 3.0}, "half_life, age_unit, learn"),
+        (("time-decay",), {"halflife": 3.0}, "half_life, decay_age, learn_decay"),
         (("din",), {"normalization": "softmax"}, "din:softmax"),
-        (("time-decay",), {"age_unit": "days"}, "age_unit"),
-        (("time-decay",), {"half_life": 0.0}, "half_life"),
-        (("din",), {"activation": "tanh"}, "dice"),
+        (("time-decay",), {"decay_age": "days"}, "decay-age"),
+        (("time-decay",), {"half_life": 0.0}, "half-life"),
+        (("din",), {"attention_activation": "tanh"}, "dice"),
         (("dot:none",), {"normalization": "softmax"}, "variant"),
     ]
     for args, options, fragment in bad:
