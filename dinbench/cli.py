@@ -360,8 +360,8 @@ def grid_options(fn):
 
 
 def _set_threads(threads: Optional[int]) -> None:
-    """--threads, or the default: half the usable cores, 1 to 4 (see train.default_threads)."""
-    from dinbench.train import set_threads
+    """--threads, or the default: half the usable cores, 1 to 4 (see runtime.default_threads)."""
+    from dinbench.runtime import set_threads
 
     set_threads(threads)
 
@@ -392,7 +392,7 @@ def run(
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
     from dinbench.grid import expand
-    from dinbench.train import resolve_device
+    from dinbench.runtime import LocalRuntime, resolve_device
 
     if resume is not None:
         if distributed:
@@ -403,30 +403,27 @@ def run(
     configs, specs, archs, skipped = planned.configs, planned.specs, planned.archs, planned.two_tower_skipped
     resolve_device(grid.device)
     _set_threads(threads)
-    dist = None
+    runtime = LocalRuntime()
     if distributed:
         from dinbench import distributed as ddp
 
         ddp.check_config(configs[0])
-        dist = ddp.init(grid.device)
-        console.quiet = not dist.is_writer  # rank 0 speaks for all ranks
+        runtime = ddp.init(grid.device)
+        console.quiet = not runtime.is_writer  # rank 0 speaks for all ranks
     try:
-        _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist)
+        _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, runtime)
     finally:
-        if dist is not None:
-            dist.close()
+        runtime.close()
 
 
-def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, dist) -> None:
+def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, results_dir, runtime) -> None:
     """The body of `run`: load the dataset, train the configs one after another, print the table."""
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
-    if dist is None:
-        prepared = _load_dataset(root, dataset)
-    else:  # rank 0 prepares (synthetic may need generating) before the others read it
-        prepared = dist.rank0_first(lambda: _load_dataset(root, dataset))
-        dist.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
+    # under torchrun rank 0 prepares (synthetic may need generating) before the others read it
+    prepared = runtime.rank0_first(lambda: _load_dataset(root, dataset))
+    runtime.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
     console.print(_dataset_line(prepared, configs[0].protocol))
-    where = f"; {dist.describe()}" if dist is not None else ""
+    where = f"; {runtime.describe()}" if runtime.describe() else ""
     console.print(f"{len(configs)} run(s): {', '.join(specs)} x {grid.seeds} seed(s), preset {grid.preset}, "
                   f"{' and '.join(archs)}{where}; records go to {out}/")
     if skipped:
@@ -446,7 +443,7 @@ def _run_configs(configs, specs, archs, skipped, grid, dataset, data_dir, result
             def on_progress(stage: str, done: int, total: int, task=task) -> None:
                 progress.update(task, description=stage, completed=done, total=total)
 
-            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, dist=dist)
+            run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, runtime)
             progress.remove_task(task)
             progress.advance(overall)
             _print_finished(progress.console, label, run_dir, record)
@@ -475,7 +472,7 @@ def sweep(
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
     from dinbench.grid import expand, record_identity, run_identity
-    from dinbench.train import resolve_device
+    from dinbench.runtime import resolve_device
 
     planned = expand(grid, dataset.split(","))
     configs = planned.configs
@@ -553,13 +550,13 @@ def sweep(
         raise typer.Exit(1)
 
 
-def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, dist=None):
+def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):
     """train_run, with the exact resume command (folders included) when the run is interrupted."""
     from dinbench.checkpoint import RunInterrupted
     from dinbench.train import train_run
 
     try:
-        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, dist=dist)
+        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, runtime=runtime)
     except RunInterrupted as exc:
         command = f"dinbench run --resume {exc.run_dir.name}"
         if data_dir is not None:
@@ -581,7 +578,8 @@ def _print_finished(target: Console, label: str, run_dir: Path, record: dict) ->
 
 def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) -> None:
     """Continue an interrupted run from its checkpoint, on the dataset and settings it started with."""
-    from dinbench.train import resume_config, set_threads
+    from dinbench.runtime import set_threads
+    from dinbench.train import resume_config
 
     out = paths.results_dir(results_dir)
     if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):

@@ -139,3 +139,12 @@ def apply_preset(name: str, explicit: dict[str, Any]) -> dict[str, Any]:
 
 def config_fields() -> list[str]:
     return [f.name for f in fields(RunConfig)]
+
+
+def config_from_record(record_config: dict[str, Any], **overrides: Any) -> RunConfig:
+    """The RunConfig of a run record's ``config`` (with ``overrides``, e.g. ``device="cpu"``), not validated.
+
+    The one place that turns a stored config back into a RunConfig: loading a saved model and
+    resuming an interrupted run both go through it.
+    """
+    return RunConfig(**{**record_config, **overrides})

@@ -38,7 +38,7 @@ def small(tmp_path_factory):
 
 @pytest.mark.parametrize("spec", ATTENTION)
 def test_candidate_equal_to_a_history_item_is_attended(small, spec):
-    fitted = fit(RunConfig(pooler=spec, epochs=4, patience=4, embedding_dim=16, batch_size=128), small)
+    fitted = fit(RunConfig(pooler=spec, epochs=4, patience=4, embedding_dim=16, batch_size=128).validate(), small)
     topic = np.r_[0, small.items["topic"].to_numpy()]  # [n_items + 1], 0 = padding
     samples = fitted.store.samples(small.splits["valid"], 50)
     idx = np.flatnonzero(samples.hist_len >= 3)

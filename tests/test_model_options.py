@@ -62,9 +62,9 @@ def test_every_pooler_trains_in_both_groupings_and_both_architectures(tiny, tmp_
     """One epoch per combination: a finite record, and two-tower only for candidate-free poolers."""
     for spec in ("sum", "time-decay", "dot:none", "multihead:softmax"):
         for groups in ("joint", "separate"):
-            _, record = train_run(RunConfig(pooler=spec, epochs=1, attention_groups=groups, **FAST), tiny, tmp_path)
+            _, record = train_run(RunConfig(pooler=spec, epochs=1, attention_groups=groups, **FAST).validate(), tiny, tmp_path)
             assert np.isfinite(record["test"]["gauc"])
-    _, record = train_run(RunConfig(pooler="time-decay", epochs=1, architecture="two-tower", **FAST), tiny, tmp_path)
+    _, record = train_run(RunConfig(pooler="time-decay", epochs=1, architecture="two-tower", **FAST).validate(), tiny, tmp_path)
     assert record["architecture"] == "two-tower" and np.isfinite(record["test"]["auc"])
 
 
@@ -102,8 +102,8 @@ def test_minibatch_l2_penalises_only_present_rows_scaled_by_frequency():
 
 
 def test_l2_minibatch_changes_training(tiny, tmp_path):
-    _, plain = train_run(RunConfig(pooler="average", epochs=1, **FAST), tiny, tmp_path)
-    _, reg = train_run(RunConfig(pooler="average", epochs=1, l2_minibatch=0.5, **FAST), tiny, tmp_path)
+    _, plain = train_run(RunConfig(pooler="average", epochs=1, **FAST).validate(), tiny, tmp_path)
+    _, reg = train_run(RunConfig(pooler="average", epochs=1, l2_minibatch=0.5, **FAST).validate(), tiny, tmp_path)
     assert plain["test"]["logloss"] != reg["test"]["logloss"]
     assert reg["config"]["l2_minibatch"] == 0.5
 

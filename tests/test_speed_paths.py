@@ -142,7 +142,7 @@ def test_precision_is_recorded_and_bf16_trains_on_cpu(tiny):
 
     cfg = RunConfig(pooler="din:softmax", epochs=1, batch_size=128, embedding_dim=4, mlp_hidden=(8,), max_len=10)
     assert cfg.precision == "fp32" and cfg.to_dict()["precision"] == "fp32"
-    fitted = fit(RunConfig(**{**cfg.to_dict(), "precision": "bf16"}), tiny)
+    fitted = fit(RunConfig(**{**cfg.to_dict(), "precision": "bf16"}).validate(), tiny)
     gauc = fitted.history[0]["valid"]["gauc"]
     assert 0.5 < gauc <= 1.0
     assert all(p.dtype == torch.float32 for p in fitted.model.parameters())  # autocast: weights stay fp32
@@ -155,7 +155,7 @@ def test_a_seeded_run_is_identical_with_two_threads(tiny, spec):
     from dinbench.train import fit
 
     torch.set_num_threads(2)  # the conftest fixture puts 1 back after the test
-    cfg = RunConfig(pooler=spec, epochs=1, batch_size=128, embedding_dim=4, mlp_hidden=(8,), max_len=20, lr=0.03)
+    cfg = RunConfig(pooler=spec, epochs=1, batch_size=128, embedding_dim=4, mlp_hidden=(8,), max_len=20, lr=0.03).validate()
     a, b = fit(cfg, tiny), fit(cfg, tiny)
     assert a.history[0]["valid"] == b.history[0]["valid"]
     assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
@@ -171,21 +171,21 @@ def test_old_records_without_precision_compare_equal_to_fp32():
 
 
 def test_default_threads_are_half_the_usable_cores_from_one_to_four(monkeypatch):
-    from dinbench import train
+    from dinbench import runtime
     from dinbench.errors import DinbenchError
 
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert train.default_threads() == 1
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(1)), raising=False)
-    assert train.default_threads() == 1
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
-    assert train.default_threads() == 3
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert train.default_threads() == 4
-    assert train.set_threads(None) == 4 and torch.get_num_threads() == 4
-    assert train.set_threads(1) == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert runtime.default_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(1)), raising=False)
+    assert runtime.default_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert runtime.default_threads() == 3
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert runtime.default_threads() == 4
+    assert runtime.set_threads(None) == 4 and torch.get_num_threads() == 4
+    assert runtime.set_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(DinbenchError, match="--threads must be at least 1"):
-        train.set_threads(0)
+        runtime.set_threads(0)
 
 
 def test_batch_to_cpu_is_free_and_other_devices_get_every_tensor(tiny, monkeypatch):

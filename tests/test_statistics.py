@@ -10,7 +10,8 @@ import pytest
 
 from dinbench import report, stats
 from dinbench.metrics import gauc
-from dinbench.train import RunConfig, train_run
+from dinbench.config import RunConfig
+from dinbench.train import train_run
 
 
 def test_mean_ci_hand_computed():
@@ -131,7 +132,7 @@ def test_a_pooler_tied_with_the_top_is_flagged_not_hidden():
 
 
 def test_train_run_saves_predictions_that_reproduce_test_gauc(tiny, tmp_path):
-    cfg = RunConfig(pooler="din", epochs=2, embedding_dim=8, batch_size=128, device="cpu")
+    cfg = RunConfig(pooler="din", epochs=2, embedding_dim=8, batch_size=128, device="cpu").validate()
     run_dir, record = train_run(cfg, tiny, tmp_path / "results")
     assert record["predictions"] == {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
     test = pd.read_parquet(run_dir / "predictions_test.parquet")
@@ -143,7 +144,7 @@ def test_train_run_saves_predictions_that_reproduce_test_gauc(tiny, tmp_path):
     assert gauc(valid["user"], valid["label"], valid["score"]).value == pytest.approx(best, abs=1e-12)
     assert test["attention_sum"].notna().all()
     # a pooler without weights: NaN; the paper protocol has no valid split
-    run_dir, record = train_run(RunConfig(pooler="max", epochs=1, embedding_dim=8, protocol="paper", device="cpu"),
+    run_dir, record = train_run(RunConfig(pooler="max", epochs=1, embedding_dim=8, protocol="paper", device="cpu").validate(),
                                 tiny, tmp_path / "results")
     assert "valid" not in record["predictions"] and not (run_dir / "predictions_valid.parquet").exists()
     assert pd.read_parquet(run_dir / "predictions_test.parquet")["attention_sum"].isna().all()

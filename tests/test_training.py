@@ -10,7 +10,8 @@ import pytest
 
 from dinbench.batches import BehaviourStore, batch_indices
 from dinbench.errors import DinbenchError
-from dinbench.train import RunConfig, train_run
+from dinbench.config import RunConfig
+from dinbench.train import train_run
 
 # Small and fast: 4-wide embeddings, a small MLP, a learning rate that moves the metrics in few epochs.
 FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
@@ -65,7 +66,7 @@ def test_batch_indices_cover_every_row_once():
 
 
 def _run(tiny, tmp_path, **overrides):
-    cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides})
+    cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides}).validate()  # as the CLI does
     return train_run(cfg, tiny, tmp_path / "results")
 
 
@@ -163,7 +164,7 @@ def test_invalid_config_is_refused_before_training(tiny, tmp_path, bad):
 def test_nan_loss_stops_the_run_and_marks_the_record_failed(tiny, tmp_path):
     results = tmp_path / "results"
     with pytest.raises(DinbenchError, match=r"epoch 1, step \d+.*--lr.*failed"):
-        train_run(RunConfig(pooler="average", epochs=3, **{**FAST, "lr": 1e30}), tiny, results)
+        train_run(RunConfig(pooler="average", epochs=3, **{**FAST, "lr": 1e30}).validate(), tiny, results)
     (record_path,) = results.glob("*/record.json")
     record = json.loads(record_path.read_text())
     assert record["status"] == "failed" and ("nan" in record["reason"] or "inf" in record["reason"])
