@@ -49,7 +49,9 @@ from dinbench import poolers  # noqa: E402
 from dinbench.batches import BehaviourStore, batch_indices  # noqa: E402
 from dinbench.config import RunConfig  # noqa: E402
 from dinbench.prepared import contract  # noqa: E402
-from dinbench.train import build_model, fit, predict  # noqa: E402
+from dinbench.model.build import build_model  # noqa: E402
+from dinbench.runtime import predict  # noqa: E402
+from dinbench.train import fit  # noqa: E402
 
 # Sample counts of the full datasets under this project's protocols (DIN protocol with a valid split).
 # Amazon Electronics (Table 2: 1,689,188 reviews, 192,403 users): each user gives 2 samples (positive +

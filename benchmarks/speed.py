@@ -63,7 +63,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(REPO))
-    from dinbench.train import default_threads
+    from dinbench.runtime import default_threads
 
     threads = args.threads or default_threads()
     ensure_dataset(args.data_dir, args.interactions)
@@ -173,7 +173,8 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
 
     from dinbench.batches import batch_indices
     from dinbench.config import RunConfig
-    from dinbench.train import build_model, make_optimizer
+    from dinbench.model.build import build_model
+    from dinbench.train import make_optimizer
 
     cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
                     max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"]).validate()
@@ -222,7 +223,7 @@ def work_dinbench(job: dict) -> dict:
     import numpy as np
 
     from dinbench.metrics import evaluate
-    from dinbench.train import predict
+    from dinbench.runtime import predict
 
     prepared, store, train, test = _setup(job)
     model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
