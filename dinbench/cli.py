@@ -471,7 +471,7 @@ def sweep(
 ) -> None:
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
-    from dinbench.grid import expand, record_identity, run_identity
+    from dinbench.grid import expand, run_identity
     from dinbench.runtime import resolve_device
 
     planned = expand(grid, dataset.split(","))
@@ -488,19 +488,7 @@ def sweep(
         if executor == "ray":
             shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
         del prepared
-    done: dict[str, Loaded] = {}
-    interrupted: dict[str, Path] = {}  # local: interrupted runs of the grid continue from their checkpoints
-    if skip_existing:
-        from dinbench.checkpoint import CHECKPOINT
-
-        loaded, _ = load_records(out)
-        for item in loaded:
-            key = record_identity(item.record)
-            if key is not None:
-                done.setdefault(key, item)
-            key = record_identity(item.record, ("interrupted",))
-            if key is not None and executor == "local" and (item.path.parent / CHECKPOINT).is_file():
-                interrupted[key] = item.path.parent
+    done, interrupted = _earlier_runs(out, executor) if skip_existing else ({}, {})
     existing, todo, resume = [], [], []
     for cfg in configs:
         key = run_identity(fingerprints[cfg.dataset], cfg.to_dict())
@@ -518,10 +506,25 @@ def sweep(
         console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
     if any(resume):
         console.print(f"{sum(map(bool, resume))} interrupted run(s) continue from their checkpoints")
+    started = time.time()
+    finished, failures = _execute_sweep(plan, todo, root, out, shipped, resume, len(fingerprints) > 1)
+    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(existing)} skipped in {time.time() - started:.1f}s")
+    table = report_mod.summarize(report_mod.runs_frame(existing + finished), baseline=poolers.BASELINE)
+    _print_table(table, f"results of this sweep ({len(finished)} new, {len(existing)} existing run(s))", poolers.BASELINE)
+    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+    if failures:
+        err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
+                          "them: completed runs are skipped", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _execute_sweep(plan, todo: list[RunConfig], root: Path, out: Path, shipped: dict, resume: list[Path | None],
+                   with_dataset: bool) -> tuple[list[Loaded], int]:
+    """Run ``todo`` on ``plan``'s executor, printing each run as it ends; (completed runs, failures)."""
+    from dinbench import sweep as sweep_mod
+
     finished: list[Loaded] = []
     failures = 0
-    started = time.time()
-    with_dataset = len(fingerprints) > 1
     if todo:
         with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -540,14 +543,26 @@ def sweep(
                 finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
 
             sweep_mod.execute(plan, todo, root, out, on_done, shipped, resume)
-    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(existing)} skipped in {time.time() - started:.1f}s")
-    table = report_mod.summarize(report_mod.runs_frame(existing + finished), baseline=poolers.BASELINE)
-    _print_table(table, f"results of this sweep ({len(finished)} new, {len(existing)} existing run(s))", poolers.BASELINE)
-    console.print(f"records in {out}/ - the table over all runs: dinbench report")
-    if failures:
-        err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
-                          "them: completed runs are skipped", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    return finished, failures
+
+
+def _earlier_runs(out: Path, executor: str) -> tuple[dict[str, Loaded], dict[str, Path]]:
+    """(completed runs by identity, interrupted run folders by identity) in ``out``: the sweep skips the
+    first; with the local executor the second continue from their checkpoints."""
+    from dinbench.checkpoint import CHECKPOINT
+    from dinbench.grid import record_identity
+
+    done: dict[str, Loaded] = {}
+    interrupted: dict[str, Path] = {}
+    loaded, _ = load_records(out)
+    for item in loaded:
+        key = record_identity(item.record)
+        if key is not None:
+            done.setdefault(key, item)
+        key = record_identity(item.record, ("interrupted",))
+        if key is not None and executor == "local" and (item.path.parent / CHECKPOINT).is_file():
+            interrupted[key] = item.path.parent
+    return done, interrupted
 
 
 def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):

@@ -188,7 +188,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
-        self.cfg, self.runtime, self.progress, self.stop, self.checkpoint_dir = cfg, runtime, progress, stop, checkpoint_dir
+        self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
+        self.checkpoint_dir = checkpoint_dir
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # batch order: one permutation per epoch
@@ -446,10 +447,11 @@ def _write_outputs(cfg: RunConfig, fitted: Fitted, run_dir: Path, runtime: Runti
 def _completed_record(cfg: RunConfig, head: dict[str, Any], fitted: Fitted, test_metrics: dict, saved: dict[str, str],
                       runtime: Runtime, wall_seconds: float, started: float, resumed: bool) -> dict[str, Any]:
     about = runtime.about()
+    paper = cfg.protocol == "paper"
     return {
         **head,
         "status": "completed",
-        "selection": "best valid GAUC" if cfg.protocol != "paper" else "last epoch (paper protocol: no validation split)",
+        "selection": "last epoch (paper protocol: no validation split)" if paper else "best valid GAUC",
         "epochs": fitted.history,
         "best_epoch": fitted.best_epoch,
         "test": test_metrics,

@@ -66,7 +66,8 @@ def test_batch_indices_cover_every_row_once():
 
 
 def _run(tiny, tmp_path, **overrides):
-    cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides}).validate()  # as the CLI does
+    # validated here, at the boundary, as the CLI and the grid do
+    cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides}).validate()
     return train_run(cfg, tiny, tmp_path / "results")
 
 
