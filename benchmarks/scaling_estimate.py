@@ -49,7 +49,9 @@ from dinbench import poolers  # noqa: E402
 from dinbench.batches import BehaviourStore, batch_indices  # noqa: E402
 from dinbench.config import RunConfig  # noqa: E402
 from dinbench.prepared import contract  # noqa: E402
-from dinbench.train import build_model, fit, predict  # noqa: E402
+from dinbench.model.build import build_model  # noqa: E402
+from dinbench.runtime import predict  # noqa: E402
+from dinbench.train import fit  # noqa: E402
 
 # Sample counts of the full datasets under this project's protocols (DIN protocol with a valid split).
 # Amazon Electronics (Table 2: 1,689,188 reviews, 192,403 users): each user gives 2 samples (positive +
@@ -115,7 +117,7 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
     floor_step / floor_score: a training step / a scoring pass on 8 rows with 64-row tables:
                  the fixed cost per step (Python, autograd, operator dispatch).
     """
-    cfg = RunConfig(dataset=prepared.name, pooler=spec).validate()
+    cfg = RunConfig(dataset=prepared.name, pooler=spec)
     store = BehaviourStore(prepared)
     train = store.samples(prepared.splits["train"], cfg.max_len)
     test = store.samples(prepared.splits["test"], cfg.max_len)
@@ -147,7 +149,7 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
 
 def check_against_fit(prepared, spec: str) -> tuple[float, float]:
     """(rows/s of one real epoch of fit, rows/s predicted by the step timings at the stand-in's table sizes)."""
-    cfg = RunConfig(dataset=prepared.name, pooler=spec, epochs=1).validate()
+    cfg = RunConfig(dataset=prepared.name, pooler=spec, epochs=1)
     real = fit(cfg, prepared).train_rows_per_s
     m = measure(prepared, spec, {"items": prepared.n_items, "categories": prepared.n_categories})
     return real, cfg.batch_size / (m["step_target"] + m["gather"])
@@ -173,7 +175,7 @@ def main() -> None:
     for target, sizes in TARGETS.items():
         prepared = contract.load(args.data_dir, sizes["proxy"])
         c = prepared.manifest["counts"]
-        cfg = RunConfig(dataset=prepared.name).validate()
+        cfg = RunConfig(dataset=prepared.name)
         print(f"\n{sizes['proxy']} (stand-in for {target}): {c['train_samples']:,} train / {c['valid_samples']:,} valid / "
               f"{c['test_samples']:,} test samples, {prepared.n_items:,} items; {target}: {sizes['items']:,} items, "
               f"{sizes['categories']:,} categories")

@@ -63,7 +63,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(REPO))
-    from dinbench.train import default_threads
+    from dinbench.runtime import default_threads
 
     threads = args.threads or default_threads()
     ensure_dataset(args.data_dir, args.interactions)
@@ -173,10 +173,11 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
 
     from dinbench.batches import batch_indices
     from dinbench.config import RunConfig
-    from dinbench.train import build_model, make_optimizer
+    from dinbench.model.build import build_model
+    from dinbench.train import make_optimizer
 
     cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
-                    max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"]).validate()
+                    max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(cfg, prepared)
@@ -222,7 +223,7 @@ def work_dinbench(job: dict) -> dict:
     import numpy as np
 
     from dinbench.metrics import evaluate
-    from dinbench.train import predict
+    from dinbench.runtime import predict
 
     prepared, store, train, test = _setup(job)
     model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
@@ -233,7 +234,7 @@ def work_dinbench(job: dict) -> dict:
     t2 = time.perf_counter()
     mean_len = float(np.mean(train.hist_len))
     d = 2 * cfg.embedding_dim
-    unit = cfg.pooler_options.get("hidden", (80, 40))
+    unit = cfg.pooler_options.get("attention_hidden", (80, 40))
     per_row = din_flops_per_row(mean_len, d, unit, cfg.mlp_hidden)
     rows = len(train) * job["epochs"]
     return dict(rows_per_s=rows / seconds, train_seconds=seconds, train_rows_seen=rows, auc=metrics["auc"],

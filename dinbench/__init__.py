@@ -7,7 +7,8 @@ Data flow, one folder per stage:
     model/     embeddings, the pooler slot and the MLP of the Embedding&MLP CTR model
     poolers/   interchangeable user-interest poolers (one file each, one registry line)
     metrics.py AUC, GAUC, logloss
-    train.py   training with model selection on validation
+    train.py   training with model selection on validation (the loop, the run record)
+    runtime.py device, threads, scoring; the local runtime (distributed.py: the DDP one)
     records.py run records on disk
     report.py  tables over run records
 """

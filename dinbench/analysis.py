@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore
+from dinbench.batches import make_store
 from dinbench.metrics import auc, gauc
 from dinbench.records import Loaded
-from dinbench.train import load_model
+from dinbench.model.build import load_model
 
 # Right-closed history-length buckets: (lo, hi] in behaviours; the labels read as ranges.
 LENGTH_EDGES = (0, 2, 5, 10, 20, 50, np.inf)
@@ -157,7 +157,7 @@ def intensity(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _load(run_dir: Path, record: dict[str, Any], prepared):
-    """The run's saved model (``train.load_model``); one seam, so tests can substitute a model."""
+    """The run's saved model (``model.build.load_model``); one seam, so tests can substitute a model."""
     return load_model(run_dir, record, prepared)
 
 
@@ -202,7 +202,7 @@ def attention_case(run_dir: Path, record: dict[str, Any], prepared, user: int | 
     weights or no user qualifies (see ``pick_case_user``).
     """
     model = _load(run_dir, record, prepared)
-    store = BehaviourStore(prepared)
+    store = make_store(prepared, "cpu")  # load_model gives a CPU model
     samples = store.samples(prepared.splits["test"], int(record["config"]["max_len"]))
     user = pick_case_user(prepared, samples) if user is None else user
     if user is None:
@@ -250,7 +250,7 @@ def relevant_attention(run_dir: Path, record: dict[str, Any], prepared, split: s
         raise ValueError(f"dataset '{prepared.name}' has no topic ground truth (only synthetic has)")
     topic = np.r_[-1, prepared.items["topic"].to_numpy()]  # [n_items + 1]; 0 = padding
     model = _load(run_dir, record, prepared)
-    store = BehaviourStore(prepared)
+    store = make_store(prepared, "cpu")  # load_model gives a CPU model
     samples = store.samples(prepared.splits[split], int(record["config"]["max_len"]))
     aucs, shares, base = [], [], []
     for part, batch, w in _weights(model, store, samples, np.flatnonzero(samples.hist_len >= 2)):

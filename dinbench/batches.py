@@ -59,10 +59,21 @@ class Batch:
         return Batch(*((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in self.__dict__.values()))
 
 
-class BehaviourStore:
-    """The behaviours table as flat numpy columns, indexable by row."""
+def make_store(prepared: Prepared, device: torch.device | str = "cpu") -> "BehaviourStore":
+    """The behaviour store that training, evaluation and the analyses draw their batches from.
 
-    def __init__(self, prepared: Prepared) -> None:
+    The one factory: a store that keeps the behaviours on ``device`` can replace today's numpy
+    store here without its users changing. Today's store gathers on the CPU (numpy) and moves each
+    batch to ``device`` in ``BehaviourStore.batch``.
+    """
+    return BehaviourStore(prepared, device)
+
+
+class BehaviourStore:
+    """The behaviours table as flat numpy columns, indexable by row; batches go to ``device``."""
+
+    def __init__(self, prepared: Prepared, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
         beh = prepared.behaviours
         self.item = beh["item"].to_numpy(np.int64)
         self.category = beh["category"].to_numpy(np.int64)
@@ -83,6 +94,10 @@ class BehaviourStore:
             hist_len=hist_len,
             target_time=self.time[abs_end],
         )
+
+    def batch(self, s: SampleSet, idx: np.ndarray) -> Batch:
+        """The batch of rows ``idx`` of ``s`` on the store's device (what training and scoring use)."""
+        return self.gather(s, idx).to(self.device)
 
     def gather(self, s: SampleSet, idx: np.ndarray) -> Batch:
         """Build the batch of rows ``idx`` of ``s`` (vectorised, no per-row Python)."""

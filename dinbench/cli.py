@@ -300,7 +300,7 @@ def run(
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.train import resolve_device, set_threads
+    from dinbench.runtime import LocalRuntime, resolve_device, set_threads
 
     if resume is not None:
         if distributed:
@@ -311,29 +311,27 @@ def run(
     planned = exp.expand()
     resolve_device(exp.settings.get("device", "cpu"))
     set_threads(threads)
-    dist = None
+    runtime = LocalRuntime()
     if distributed:
         from dinbench import distributed as ddp
 
         ddp.check_config(planned.configs[0])
-        dist = ddp.init(exp.settings.get("device", "cpu"))
-        console.quiet = not dist.is_writer  # rank 0 speaks for all ranks
+        runtime = ddp.init(exp.settings.get("device", "cpu"))
+        console.quiet = not runtime.is_writer  # rank 0 speaks for all ranks
     try:
-        _run_configs(exp, planned, data_dir, results_dir, dist)
+        _run_configs(exp, planned, data_dir, results_dir, runtime)
     finally:
-        if dist is not None:
-            dist.close()
+        runtime.close()
 
 
-def _run_configs(exp, planned, data_dir, results_dir, dist) -> None:
+def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
     """The body of `run`: load the dataset, train the configs one after another, print the table."""
     root, out, dataset = paths.data_dir(data_dir), paths.results_dir(results_dir), exp.datasets[0]
-    load = functools.partial(load_or_prepare, root, dataset, _say, console.status)
-    prepared = load() if dist is None else dist.rank0_first(load)  # rank 0 may generate synthetic first
-    if dist is not None:
-        dist.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
+    # under DDP rank 0 loads first (it may generate synthetic), then every rank checks it has the same data
+    prepared = runtime.rank0_first(functools.partial(load_or_prepare, root, dataset, _say, console.status))
+    runtime.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
     console.print(ui.dataset_line(prepared, planned.configs[0].protocol))
-    where = f"; {dist.describe()}" if dist is not None else ""
+    where = f"; {runtime.describe()}" if runtime.describe() else ""
     console.print(f"{len(planned.configs)} run(s): {', '.join(planned.specs)} x {exp.seeds} seed(s), preset "
                   f"{exp.preset}, {' and '.join(planned.archs)}{where}; records go to {out}/")
     if planned.two_tower_skipped:
@@ -343,7 +341,7 @@ def _run_configs(exp, planned, data_dir, results_dir, dist) -> None:
     with ui.run_board(console, len(planned.configs)) as board:
         for cfg in planned.configs:
             with board.run(ui.run_label(cfg)) as on_progress:
-                run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, dist=dist)
+                run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, runtime)
             board.advance()
             ui.print_finished(board.console, ui.run_label(cfg), run_dir, record)
             finished.append(Loaded(run_dir / "record.json", record))
@@ -369,7 +367,7 @@ def sweep(
 ) -> None:
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
-    from dinbench.train import resolve_device
+    from dinbench.runtime import resolve_device
 
     configs = exp.expand().configs
     device = exp.settings.get("device", "cpu")
@@ -432,13 +430,13 @@ def _execute(sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> t
     return finished, failures
 
 
-def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, dist=None):
+def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):
     """train_run, with the exact resume command (folders included) when the run is interrupted."""
     from dinbench.checkpoint import RunInterrupted
     from dinbench.train import train_run
 
     try:
-        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, dist=dist)
+        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, runtime=runtime)
     except RunInterrupted as exc:
         command = f"dinbench run --resume {exc.run_dir.name}"
         if data_dir is not None:
@@ -451,7 +449,8 @@ def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, resu
 
 def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) -> None:
     """Continue an interrupted run from its checkpoint, on the dataset and settings it started with."""
-    from dinbench.train import resume_config, set_threads
+    from dinbench.runtime import set_threads
+    from dinbench.train import resume_config
 
     out = paths.results_dir(results_dir)
     if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):

@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from dinbench.config import RunConfig
 from dinbench.errors import DinbenchError
+from dinbench.runtime import predict, resolve_device, unarmed_signals
 
 T = TypeVar("T")
 LAUNCH = "torchrun --nproc-per-node N -m dinbench.cli run --distributed ..."
@@ -57,8 +58,8 @@ def check_config(cfg: RunConfig) -> None:
 
 
 @dataclass
-class Distributed:
-    """This process's place in the group; made by ``init``."""
+class DistributedRuntime:
+    """This process's place in the group, and the ``dinbench.runtime.Runtime`` of a rank; made by ``init``."""
 
     rank: int
     world: int
@@ -75,6 +76,10 @@ class Distributed:
 
     def about(self) -> dict[str, Any]:
         return {"world_size": self.world, "backend": self.backend}
+
+    def signals(self):
+        """Signals are torchrun's (it stops every rank): a flag that nothing raises, no checkpoint."""
+        return unarmed_signals()
 
     def results_dir(self, out: Path) -> Path:
         """Rank 0 writes into ``out``; the other ranks into their scratch folder."""
@@ -136,9 +141,7 @@ class Distributed:
 
     def predict(self, model, store, samples, batch_size: int, device, *, attention: bool = False,
                 precision: str = "fp32"):
-        """``train.predict`` over all of ``samples``, each rank scoring every W-th row, all-gathered."""
-        from dinbench.train import predict
-
+        """``runtime.predict`` over all of ``samples``, each rank scoring every W-th row, all-gathered."""
         rows = np.arange(len(samples))[self.rank :: self.world]
         part = type(samples)(**{f.name: getattr(samples, f.name)[rows] for f in fields(samples)})
         mine = predict(model, store, part, batch_size, device, attention=attention, precision=precision)
@@ -160,13 +163,11 @@ class Distributed:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def init(device: str) -> Distributed:
+def init(device: str) -> DistributedRuntime:
     """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise DinbenchError(f"--distributed must be started by torchrun ({', '.join(missing)} not set): {LAUNCH}")
-    from dinbench.train import resolve_device
-
     rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     kind = resolve_device(device).type
     if kind == "mps":
@@ -180,4 +181,4 @@ def init(device: str) -> Distributed:
     else:
         backend = "gloo"
     tdist.init_process_group(backend)
-    return Distributed(rank=rank, world=world, local_rank=local_rank, backend=backend)
+    return DistributedRuntime(rank=rank, world=world, local_rank=local_rank, backend=backend)

@@ -92,7 +92,7 @@ class Experiment:
 
 
 def _check_buildable(configs) -> None:
-    from dinbench.train import check_buildable  # torch: only when a grid is really built
+    from dinbench.model.build import check_buildable  # torch: only when a grid is really built
 
     for cfg in configs:
         check_buildable(cfg)

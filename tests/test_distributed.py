@@ -13,9 +13,10 @@ import pytest
 
 from dinbench import poolers
 from dinbench.batches import BehaviourStore
-from dinbench.config import RunConfig
-from dinbench.distributed import Distributed
-from dinbench.train import build_model, train_run
+from dinbench.config import RunConfig, config_from_record
+from dinbench.distributed import DistributedRuntime
+from dinbench.model.build import build_model
+from dinbench.train import train_run
 from helpers import REPO_ROOT, assert_user_error
 
 # SGD, not Adam: Adam would hide a gradient off by a constant factor. 1,648 training rows: batches of 101
@@ -30,12 +31,12 @@ CASES = {
 def test_every_rank_slice_is_contiguous_and_the_slices_cover_the_batch_once():
     idx = np.random.default_rng(0).permutation(1000)[:203]
     for world in (1, 2, 3, 8):
-        parts = [Distributed(rank=r, world=world, local_rank=r, backend="gloo").shard(idx) for r in range(world)]
+        parts = [DistributedRuntime(rank=r, world=world, local_rank=r, backend="gloo").shard(idx) for r in range(world)]
         assert np.array_equal(np.concatenate([p for p, _ in parts]), idx)  # in order: rank r takes the r-th slice
         assert [n for _, n in parts] == [len(p) for p, _ in parts]
         assert max(n for _, n in parts) - min(n for _, n in parts) <= 1
     # fewer rows than ranks: the empty rank gets one row that does not count (weight 0)
-    part, n = Distributed(rank=2, world=3, local_rank=2, backend="gloo").shard(idx[:2])
+    part, n = DistributedRuntime(rank=2, world=3, local_rank=2, backend="gloo").shard(idx[:2])
     assert n == 0 and len(part) == 1
 
 
@@ -76,7 +77,7 @@ def test_torchrun_two_gloo_processes_match_one_process(tiny_data_dir, tiny, tmp_
         rec = json.loads(path.read_text())
         assert rec["status"] == "completed" and rec["world_size"] == 2
         assert rec["distributed"] == {"world_size": 2, "backend": "gloo"}
-        cfg = RunConfig(**rec["config"])
+        cfg = config_from_record(rec["config"])
         _, single = train_run(cfg, tiny, tmp_path / "single")  # one process, one thread
         assert single["world_size"] == 1
         # the same global batches and gradient, summed in another order: equal up to rounding

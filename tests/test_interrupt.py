@@ -10,7 +10,8 @@ import pytest
 
 from dinbench.checkpoint import CHECKPOINT, RunInterrupted
 from dinbench.errors import DinbenchError
-from dinbench.train import RunConfig, train_run
+from dinbench.config import RunConfig, config_from_record
+from dinbench.train import train_run
 from helpers import assert_user_error
 
 FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
@@ -93,7 +94,7 @@ def test_cli_resume_ends_with_the_uninterrupted_metrics(cli, tiny_data_dir, tiny
     (path,) = results.glob("*/record.json")
     straight = json.loads(path.read_text())
 
-    run_dir = _interrupted(tiny, results, RunConfig(**straight["config"]), progress=_signal_after_epoch(signal.SIGINT))
+    run_dir = _interrupted(tiny, results, config_from_record(straight["config"]), progress=_signal_after_epoch(signal.SIGINT))
     resumed = invoke("run", "--resume", run_dir.name, *folders, dirs=False)
     assert resumed.exit_code == 0, resumed.output
     record = json.loads((run_dir / "record.json").read_text())

@@ -18,12 +18,14 @@ import pytest
 import torch
 
 from dinbench import analysis, paper, publish
-from dinbench.batches import BehaviourStore
+from dinbench.batches import make_store
 from dinbench.config import RunConfig
 from dinbench.metrics import auc, gauc
 from dinbench.records import load_records
 from dinbench.report import runs_frame, summarize
-from dinbench.train import MODEL_FILE, load_model, predict, train_run
+from dinbench.model.build import MODEL_FILE, load_model
+from dinbench.runtime import predict
+from dinbench.train import train_run
 
 
 def test_length_buckets_are_right_closed_ranges():
@@ -131,7 +133,7 @@ def test_saved_model_reloads_to_the_saved_test_predictions(small_study):
     item = next(i for i in loaded if i.record["pooler"] == "din:none")
     assert (item.path.parent / MODEL_FILE).exists() and item.record["artifacts"]["model"] == MODEL_FILE
     model = load_model(item.path.parent, item.record, prepared)
-    store = BehaviourStore(prepared)
+    store = make_store(prepared, "cpu")
     test = store.samples(prepared.splits["test"], item.record["config"]["max_len"])
     again = predict(model, store, test, 4096, torch.device("cpu"))
     saved = pd.read_parquet(item.path.parent / "predictions_test.parquet")

@@ -171,21 +171,21 @@ def test_old_records_without_precision_compare_equal_to_fp32():
 
 
 def test_default_threads_are_half_the_usable_cores_from_one_to_four(monkeypatch):
-    from dinbench import train
+    from dinbench import runtime
     from dinbench.errors import DinbenchError
 
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert train.default_threads() == 1
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(1)), raising=False)
-    assert train.default_threads() == 1
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
-    assert train.default_threads() == 3
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert train.default_threads() == 4
-    assert train.set_threads(None) == 4 and torch.get_num_threads() == 4
-    assert train.set_threads(1) == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert runtime.default_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(1)), raising=False)
+    assert runtime.default_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert runtime.default_threads() == 3
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert runtime.default_threads() == 4
+    assert runtime.set_threads(None) == 4 and torch.get_num_threads() == 4
+    assert runtime.set_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(DinbenchError, match="--threads must be at least 1"):
-        train.set_threads(0)
+        runtime.set_threads(0)
 
 
 def test_batch_to_cpu_is_free_and_other_devices_get_every_tensor(tiny, monkeypatch):

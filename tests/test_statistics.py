@@ -10,7 +10,8 @@ import pytest
 
 from dinbench import report, stats
 from dinbench.metrics import gauc
-from dinbench.train import RunConfig, train_run
+from dinbench.config import RunConfig
+from dinbench.train import train_run
 
 
 def test_mean_ci_hand_computed():

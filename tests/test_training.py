@@ -10,7 +10,8 @@ import pytest
 
 from dinbench.batches import BehaviourStore, batch_indices
 from dinbench.errors import DinbenchError
-from dinbench.train import RunConfig, train_run
+from dinbench.config import RunConfig
+from dinbench.train import train_run
 
 # Small and fast: 4-wide embeddings, a small MLP, a learning rate that moves the metrics in few epochs.
 FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
@@ -65,6 +66,7 @@ def test_batch_indices_cover_every_row_once():
 
 
 def _run(tiny, tmp_path, **overrides):
+    # validated here, at the boundary, as the CLI and the grid do
     cfg = RunConfig(**{**FAST, "pooler": "din:softmax", "epochs": 2, "seed": 0, **overrides})
     return train_run(cfg, tiny, tmp_path / "results")
 

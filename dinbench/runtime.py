@@ -1,0 +1,200 @@
+"""Where and how a run executes: device, CPU threads, precision, scoring, and the process runtime.
+
+This module is the home of
+
+- the device and thread helpers: ``resolve_device``, ``default_threads``, ``set_threads`` and the
+  precision context ``autocast``;
+- ``predict``: one process scoring samples with a model;
+- the ``Runtime`` interface the training loop talks to, so that the loop reads the same on one
+  process and on several: ``LocalRuntime`` (one process) here, ``DistributedRuntime`` (torchrun +
+  DistributedDataParallel) in ``dinbench.distributed``.
+
+A runtime answers: which module trains (``wrap``), which rows of a global batch this process trains
+on (``shard``), the objective and the logged loss of a batch (``objective``), predictions over a
+whole split (``predict``), where records go (``results_dir``, ``is_writer``), what the record says
+about it (``world``, ``about``) and how signals stop training (``signals``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, ContextManager, Protocol, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from dinbench.batches import BehaviourStore, SampleSet, length_sorted_indices
+from dinbench.checkpoint import StopFlag
+from dinbench.errors import DinbenchError
+
+T = TypeVar("T")
+
+# ----------------------------------------------------------------------------- device and threads
+
+MAX_DEFAULT_THREADS = 4  # more threads only add synchronisation to these small matrices
+
+
+def default_threads() -> int:
+    """Half the cores this process may run on (its CPU affinity, so containers count right), 1 to 4.
+
+    Half, because an oversubscribed CPU is catastrophic for torch's OpenMP threads: on a 2-core
+    machine with other busy processes, `din` trained at 19,300 rows/s on 1 thread and 790 rows/s on
+    2 (threads spin at every barrier waiting for a descheduled sibling). Grids of runs are better
+    served by one job per core (docs/performance.md).
+    """
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        available = os.cpu_count() or 1
+    return max(1, min(available // 2, MAX_DEFAULT_THREADS))
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None``: ``default_threads()``); returns the count in use."""
+    if threads is None:
+        threads = default_threads()
+    if threads < 1:
+        raise DinbenchError(f"--threads must be at least 1 (got {threads})")
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DinbenchError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DinbenchError("--device mps was asked for but MPS is not available; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise DinbenchError(f"unknown device '{name}'; choose from auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+def autocast(cfg_precision: str, device: torch.device):
+    """The forward pass's precision context: a no-op for fp32, bfloat16 autocast for bf16 (any device
+    torch supports it on; parameters, gradients and the optimizer stay fp32, the loss is fp32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg_precision == "bf16")
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module, store: BehaviourStore, samples: SampleSet, batch_size: int, device, *, attention: bool = False,
+    precision: str = "fp32",
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Click probabilities for every sample, in order (batches come from ``store`` on its device).
+
+    With ``attention=True`` returns ``(probs, attention_sum)`` from the same single pass:
+    ``attention_sum`` is each sample's sum of the pooler's weights over the real (unpadded) history
+    positions, NaN for every sample when the pooler returns no weights.
+    """
+    model.eval()
+    out = np.empty(len(samples), dtype=np.float64)  # [N]
+    attn = np.full(len(samples), np.nan, dtype=np.float64) if attention else None  # [N]
+    for idx in length_sorted_indices(samples.hist_len, batch_size):
+        batch = store.batch(samples, idx)
+        with autocast(precision, torch.device(device)):
+            logits, weights = model(batch)  # [b], [b, L] or None
+        out[idx] = torch.sigmoid(logits).double().cpu().numpy()
+        if attn is not None and weights is not None:
+            attn[idx] = weights.double().sum(-1).cpu().numpy()  # poolers give padding weight 0
+    return (out, attn) if attention else out
+
+
+# ----------------------------------------------------------------------------- runtimes
+
+
+class Runtime(Protocol):
+    """What the training loop needs from the process(es) it runs on; see the module docstring."""
+
+    world: int
+
+    @property
+    def is_writer(self) -> bool: ...
+
+    def wrap(self, model: nn.Module) -> nn.Module: ...
+
+    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, int]: ...
+
+    def objective(self, logits: torch.Tensor, label: torch.Tensor, n_real: int,
+                  n_global: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def predict(self, model: nn.Module, store: BehaviourStore, samples: SampleSet, batch_size: int, device, *,
+                attention: bool = False, precision: str = "fp32") -> Any: ...
+
+    def results_dir(self, out): ...
+
+    def about(self) -> dict[str, Any] | None: ...
+
+    def describe(self) -> str: ...
+
+    def signals(self) -> ContextManager[StopFlag]: ...
+
+    def rank0_first(self, fn: Callable[[], T]) -> T: ...
+
+    def agree(self, value: Any, what: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalRuntime:
+    """One process: the model trains as it is, every row of a batch is this process's, and SIGINT or
+    SIGTERM stop training at the next batch boundary with a checkpoint."""
+
+    world = 1
+    is_writer = True
+
+    def __init__(self) -> None:
+        self._loss = nn.BCEWithLogitsLoss()
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, int]:
+        return idx, len(idx)
+
+    def objective(self, logits: torch.Tensor, label: torch.Tensor, n_real: int, n_global: int):
+        """(objective to backpropagate, batch loss to log): one tensor, the batch's mean loss."""
+        loss = self._loss(logits, label)  # [] from [b], [b]
+        return loss, loss
+
+    def predict(self, model, store, samples, batch_size: int, device, *, attention: bool = False,
+                precision: str = "fp32"):
+        return predict(model, store, samples, batch_size, device, attention=attention, precision=precision)
+
+    def results_dir(self, out):
+        return out
+
+    def about(self) -> dict[str, Any] | None:
+        return None  # records of one process have no "distributed" entry
+
+    def describe(self) -> str:
+        return ""  # one process is the default: the plan line says nothing more
+
+    def signals(self) -> ContextManager[StopFlag]:
+        """SIGINT and SIGTERM raise the flag the loop reads at every batch boundary."""
+        return StopFlag()
+
+    def rank0_first(self, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def agree(self, value: Any, what: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def unarmed_signals():
+    """A StopFlag no signal raises (under torchrun, which stops every rank itself)."""
+    yield StopFlag()
