@@ -29,7 +29,7 @@ from dinbench.prepared import contract
 from dinbench.records import Loaded
 from dinbench.tables import md_table, pm
 
-__all__ = ["PreparedCache", "Section", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
+__all__ = ["PAPER_COLUMNS", "PreparedCache", "Section", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
            "paper_rows", "table_text", "with_paper_rows", "write_report_dir", "write_text"]
 
 
@@ -38,9 +38,9 @@ class PreparedCache:
     ``data_root``, loaded once per (dataset, fingerprint); None when it is not prepared there or
     was prepared again since the runs (another fingerprint). ``load`` is ``contract.load``."""
 
-    def __init__(self, data_root: Path, load: Callable[[Path, str], object] = contract.load) -> None:
+    def __init__(self, data_root: Path, load: Callable[[Path, str], object] | None = None) -> None:
         self.data_root = Path(data_root)
-        self._load = load
+        self._load = load or contract.load
         self._cache: dict[tuple[str, str], object | None] = {}
 
     def __call__(self, name: str, fingerprint: str):
