@@ -130,57 +130,14 @@ def import_(
     if manifest["time_unit"] == "order":
         console.print("time column read as an order key (not Unix seconds): ages are positions")
 
-NOUNS = {  # what a behaviour, an item and a category are called in each family
-    "movielens": ("ratings", "movies", "genres (first listed)"),
-    "amazon": ("reviews", "goods", "categories"),
-    "taobao": ("behaviours", "items", "categories"),
-}
-# The DIN paper's Table 2 (and the formats' published counts) for the paper's datasets.
-PAPER_COUNTS = {
-    "amazon-electronics": {"behaviours": 1_689_188, "users": 192_403, "items": 63_001, "categories": 801},
-    "movielens-20m": {"behaviours": 20_000_263, "users": 138_493, "items": 27_278},  # items: movies.csv lists 27,278
-}
 
-
-def _dataset_stats(root: Path, name: str) -> Table:
-    import numpy as np
-    import pandas as pd
-
-    manifest = contract.read_manifest(root, name)
-    c, kind = manifest.get("counts", {}), manifest.get("source", {}).get("kind", "?")
-    beh_noun, item_noun, cat_noun = NOUNS.get(kind, ("behaviours", "items", "categories"))
-    beh = pd.read_parquet(contract.dataset_path(root, name) / "behaviours.parquet", columns=["user", "time"])
-    lengths = np.bincount(beh["user"].to_numpy())[1:]
-    lengths = lengths[lengths > 0]
-    paper = PAPER_COUNTS.get(name, {})
-    table = Table(title=f"{name} ({kind}; protocol {manifest.get('protocol', {}).get('name', '?')})")
+def _stats_table(stats) -> Table:
+    table = Table(title=stats.title)
     table.add_column("count")
     table.add_column("value", justify="right")
     table.add_column("DIN paper", justify="right")
-
-    def row(label: str, value, key: str | None = None) -> None:
-        want = paper.get(key) if key else None
-        mark = "" if want is None else f"{want:,}" + (" ✓" if want == value else " ✗")
-        table.add_row(label, f"{value:,}" if isinstance(value, (int, np.integer)) else str(value), mark)
-
-    row(beh_noun, int(c.get("behaviours", len(beh))), "behaviours")
-    row("users", int(c.get("users", 0)), "users")
-    row(item_noun, int(c.get("items", 0)), "items")
-    row(cat_noun, int(c.get("categories", 0)), "categories")
-    if len(lengths):
-        row(f"{beh_noun} per user (min / median / max)",
-            f"{int(lengths.min()):,} / {float(np.median(lengths)):,.0f} / {int(lengths.max()):,}")
-    if manifest.get("time_unit") == "seconds" and len(beh):
-        t = pd.to_datetime(beh["time"].agg(["min", "max"]), unit="s")
-        row("time span", f"{t.iloc[0]:%Y-%m-%d} to {t.iloc[1]:%Y-%m-%d}")
-    for s in ("train", "valid", "test"):
-        extra = f" ({c[f'{s}_users']:,} users, {c[f'{s}_positives']:,} positive)" if f"{s}_users" in c else ""
-        row(f"{s} samples", f"{int(c.get(f'{s}_samples', 0)):,}{extra}")
-    if c.get("dropped_users"):
-        row("users dropped (too short)", int(c["dropped_users"]))
-    read = manifest.get("source", {}).get("read", {})
-    if "items_unknown_category" in read:
-        row(f"{item_noun} without a meta category", int(read["items_unknown_category"]))
+    for row in stats.rows:
+        table.add_row(*row)
     return table
 
 
@@ -191,30 +148,21 @@ def datasets(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """List the prepared datasets and the ones `dinbench download` can fetch; --stats for their counts."""
+    from dinbench.prepared import stats as stats_mod
     from dinbench.sources import registry
 
     root = paths.data_dir(data_dir)
-    names = dict(EMBEDDED)
-    if root.is_dir():
-        for p in sorted(root.iterdir()):
-            if (p / contract.MANIFEST).is_file():
-                names.setdefault(p.name, contract.read_manifest(root, p.name).get("source", {}).get("kind", "?"))
+    names = stats_mod.known(root, EMBEDDED)
     table = Table(title=f"datasets in {root}")
-    for col in ("name", "status", "users", "items", "categories", "behaviours", "train", "valid", "test", "kind"):
-        table.add_column(col, justify="right" if col in ("users", "items", "categories", "behaviours", "train", "valid", "test") else "left",
-                         no_wrap=col == "name")
-    for name, about in names.items():
-        if contract.is_prepared(root, name):
-            c = contract.read_manifest(root, name).get("counts", {})
-            table.add_row(name, "prepared", *(f"{c.get(k, 0):,}" for k in (
-                "users", "items", "categories", "behaviours", "train_samples", "valid_samples", "test_samples")), about)
-        else:
-            table.add_row(name, "not prepared", *[""] * 7, about)
+    for col in stats_mod.LISTING_COLUMNS:
+        table.add_column(col, justify="right" if col in stats_mod.NUMERIC_COLUMNS else "left", no_wrap=col == "name")
+    for row in stats_mod.listing(root, names):
+        table.add_row(*row)
     console.print(table)
     if stats:
         for name in names:
             if contract.is_prepared(root, name):
-                console.print(_dataset_stats(root, name))
+                console.print(_stats_table(stats_mod.dataset_stats(root, name)))
         return
     more = Table(title="real datasets: dinbench download NAME (--from PATH for files you have)")
     more.add_column("name")
@@ -505,23 +453,7 @@ def report(
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
     baseline = poolers.canonical(baseline)
     out = paths.results_dir(results_dir)
-    loaded, warnings = load_records(out)
-    for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    runs = report_mod.runs_frame(loaded)
-    if runs.empty:
-        raise DinbenchError(f"no completed run records in {out}/; make some with: dinbench run")
-    if dataset:
-        runs = runs[runs["dataset"].isin([d.strip() for d in dataset.split(",")])]
-    if pooler:
-        wanted = set(poolers.expand(pooler))
-        runs = runs[runs["pooler"].isin(wanted)]
-    if runs.empty:
-        raise DinbenchError("no run records match the --dataset/--pooler filters")
-    runs, duplicates = report_mod.latest_per_seed(runs)
-    table = report_mod.summarize(runs, baseline=baseline)
-    for note in [*duplicates, *report_mod.config_differences(runs)]:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    loaded, runs, table = _tabulate(out, baseline, dataset, pooler)
     report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
     if report_dir or plots is not None:
         _write_report_files(loaded, runs, table, baseline, paper, output if report_dir else None, plots,
@@ -535,16 +467,26 @@ def report(
         return
     if output is not None and fmt == "table":
         fmt = TABLE_SUFFIXES[output.suffix.lower()]
-    text = report_mod.render(table, "markdown" if fmt == "table" else fmt, baseline)
-    if paper:
-        from dinbench import publish
+    _write_table_text(table, fmt, baseline, paper, output)
 
-        if fmt in ("markdown", "table"):
-            text += "\n" + publish.paper_markdown(table) + "\n"
-        elif fmt in ("csv", "json"):
-            text = report_mod.render(publish.with_paper_rows(table), fmt, baseline)
-        elif fmt == "latex":
-            err_console.print("[yellow]note:[/] --paper adds nothing to LaTeX output; use --format markdown or --output DIR")
+
+def _tabulate(out: Path, baseline: str, dataset: Optional[str], pooler: Optional[str]):
+    """The records in ``out`` and their table, with the warnings and notes printed."""
+    loaded, warnings = load_records(out)
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    runs, table, notes = report_mod.build(report_mod.runs_frame(loaded), baseline, dataset, pooler, out)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    return loaded, runs, table
+
+
+def _write_table_text(table, fmt: str, baseline: str, paper: bool, output: Optional[Path]) -> None:
+    from dinbench import publish
+
+    text, note = publish.table_text(table, fmt, baseline, paper)
+    if note:
+        err_console.print(f"[yellow]note:[/] {note}")
     if output is None:
         console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     else:
@@ -555,17 +497,17 @@ def report(
 
 def _print_paper(table) -> None:
     from dinbench import paper as paper_mod
+    from dinbench import publish
 
-    for dataset in sorted(table["dataset"].unique()):
-        refs = paper_mod.references_for(dataset)
-        if not refs:
-            console.print(paper_mod.no_reference_note(dataset))
+    for title, rows in publish.paper_side_by_side(table):
+        if rows is None:
+            console.print(title)
             continue
-        t = Table(title=f"published numbers for {paper_mod.DATASETS[dataset]} (GAUC = the paper's AUC)")
-        for h in ("source", "model", "dinbench equivalent", "GAUC", "AUC"):
+        t = Table(title=title)
+        for h in publish.PAPER_COLUMNS:
             t.add_column(h, justify="right" if h in ("GAUC", "AUC") else "left")
-        for r in refs:
-            t.add_row(r["source"], r["model"], r["ours"], f"{r['gauc']:.4f}", f"{r['auc']:.4f}" if r["auc"] else "—")
+        for r in rows:
+            t.add_row(*r)
         console.print(t)
     console.print(paper_mod.PROTOCOL_NOTE, highlight=False)
 
@@ -574,17 +516,7 @@ def _write_report_files(loaded, runs, table, baseline, paper, report_dir, plot_d
     """--output DIR and/or --plots DIR, with a progress line per figure."""
     from dinbench import publish
 
-    cache: dict[tuple[str, str], object | None] = {}
-
-    def load_prepared(name: str, fingerprint: str):
-        if (name, fingerprint) not in cache:
-            try:
-                prepared = contract.load(data_root, name)
-                cache[(name, fingerprint)] = prepared if prepared.fingerprint == fingerprint else None
-            except DinbenchError:
-                cache[(name, fingerprint)] = None
-        return cache[(name, fingerprint)]
-
+    load_prepared = publish.PreparedCache(data_root)
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("figures")
 

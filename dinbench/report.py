@@ -26,6 +26,7 @@ from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.records import Loaded
 from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
+from dinbench.tables import md_table, pm
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 
@@ -66,6 +67,34 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def select_runs(runs: pd.DataFrame, dataset: str | None = None, pooler: str | None = None,
+                results_dir: object = "the results folder") -> pd.DataFrame:
+    """The runs of ``dataset`` (comma-separated names) and ``pooler`` (comma-separated specs, as
+    ``--pooler`` reads them); None or '' keeps every one.
+
+    Raises DinbenchError when ``runs`` is empty (naming ``results_dir``) or when nothing matches.
+    """
+    if runs.empty:
+        raise DinbenchError(f"no completed run records in {results_dir}/; make some with: dinbench run")
+    if dataset:
+        runs = runs[runs["dataset"].isin([d.strip() for d in dataset.split(",")])]
+    if pooler:
+        runs = runs[runs["pooler"].isin(set(poolers.expand(pooler)))]
+    if runs.empty:
+        raise DinbenchError("no run records match the --dataset/--pooler filters")
+    return runs
+
+
+def build(runs: pd.DataFrame, baseline: str, dataset: str | None = None, pooler: str | None = None,
+          results_dir: object = "the results folder", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """What ``dinbench report`` tabulates: ``select_runs``, then the latest run per seed, then
+    ``summarize``. Returns ``(runs, table, notes)``; notes name set-aside duplicates and datasets
+    run under several configurations."""
+    runs, duplicates = latest_per_seed(select_runs(runs, dataset, pooler, results_dir))
+    table = summarize(runs, baseline=baseline, n_boot=n_boot)
+    return runs, table, [*duplicates, *config_differences(runs)]
 
 
 def check_same_data(runs: pd.DataFrame) -> None:
@@ -272,10 +301,6 @@ def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: 
     return float("nan")
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f}" if not np.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
-
-
 def _pct(x: float) -> str:
     return "—" if not np.isfinite(x) else f"{x:+.2f}%"
 
@@ -311,7 +336,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
         rows.append([
             *(str(r[c]) for c in labels),
             str(int(r["seeds"])),
-            _pm(r["auc_mean"], r["auc_std"]), _pm(r["gauc_mean"], r["gauc_std"]),
+            pm(r["auc_mean"], r["auc_std"], missing=None), pm(r["gauc_mean"], r["gauc_std"], missing=None),
             _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
             str(int(r["rank"])) if "rank" in r else "—", _p(r.get("p_seeds", np.nan)),
             _p(r.get("p_bootstrap", np.nan)), str(r.get("vs_baseline", "")) or "—", str(r.get("vs_best", "")) or "—",
@@ -339,11 +364,7 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
         return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
     header, rows, constants = display_rows(table)
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        lines.append("")
-        lines.append(describe_constants(constants, baseline) + ".")
-        return "\n".join(lines) + "\n"
+        return md_table(header, rows) + "\n\n" + describe_constants(constants, baseline) + ".\n"
     if fmt == "latex":
         esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("≈", r"$\approx$")  # noqa: E731
         n_labels = sum(1 for h in header if h in LABEL_COLUMNS)
