@@ -8,7 +8,6 @@ from their one declaration (dinbench.config, each pooler's ``options``, dinbench
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,6 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dinbench import paths, poolers, ui
@@ -24,6 +22,7 @@ from dinbench import report as report_mod
 from dinbench.errors import DinbenchError
 from dinbench.prepared import contract
 from dinbench.records import Loaded, load_records
+from dinbench.cli_options import experiment_options
 from dinbench.sources.local import EMBEDDED, load_or_prepare, make_synthetic, prepared_lines
 
 app = typer.Typer(
@@ -57,6 +56,10 @@ def user_errors(fn):
 
 def _say(text: str) -> None:
     console.print(text)
+
+
+def _show(text: str) -> None:
+    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -131,16 +134,6 @@ def import_(
         console.print("time column read as an order key (not Unix seconds): ages are positions")
 
 
-def _stats_table(stats) -> Table:
-    table = Table(title=stats.title)
-    table.add_column("count")
-    table.add_column("value", justify="right")
-    table.add_column("DIN paper", justify="right")
-    for row in stats.rows:
-        table.add_row(*row)
-    return table
-
-
 @app.command()
 @user_errors
 def datasets(
@@ -162,7 +155,7 @@ def datasets(
     if stats:
         for name in names:
             if contract.is_prepared(root, name):
-                console.print(_stats_table(stats_mod.dataset_stats(root, name)))
+                console.print(ui.stats_table(stats_mod.dataset_stats(root, name)))
         return
     more = Table(title="real datasets: dinbench download NAME (--from PATH for files you have)")
     more.add_column("name")
@@ -187,58 +180,9 @@ def list_poolers() -> None:
     console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
 
 
-def _typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:
-    """A command-line option generated from its declaration (None = not given: file, preset or default)."""
-    help_ = f"{help_ or opt.help} {opt.describe_default()}" if opt.default is not None else (help_ or opt.help)
-    if opt.kind is bool:
-        return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool],
-                                 default=typer.Option(None, f"{opt.flag}/--no-{opt.flag[2:]}", help=help_))
-    kind = {int: int, float: float}.get(opt.kind, str)
-    return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
-                             default=typer.Option(None, opt.flag, help=help_))
-
-
-def experiment_options(dataset_help: str):
-    """Give a command every experiment option (generated from the schema) plus --config and
-    --print-config in place of its ``exp`` parameter, which it receives as a resolved Experiment."""
-    from dinbench import experiment, grid
-
-    def decorate(fn):
-        shared = [_typer_parameter(o, dataset_help if k == "dataset" else None) for k, o in grid.schema().items()]
-        shared += [
-            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
-                None, "--config", help="An experiment file (TOML: option = value, lists for dataset, pooler and "
-                "architecture); options given here win over it.")),
-            inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-                False, "--print-config", help="Print the resolved experiment as TOML (usable with --config) and exit.")),
-        ]
-        own = list(inspect.signature(fn, eval_str=True).parameters.values())
-        at = [p.name for p in own].index("exp")
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + shared + own[at + 1:]]
-        names = set(grid.schema())
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs):
-            explicit = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-            path, show = kwargs.pop("config"), kwargs.pop("print_config")
-            file = experiment.load(path) if path is not None else None
-            exp = grid.resolve(explicit, file, str(path) if path is not None else None)
-            if show:
-                console.print(experiment.dump(exp, f"dinbench {fn.__name__}: resolved experiment"), end="",
-                              markup=False, highlight=False, soft_wrap=True)
-                return None
-            return fn(exp=exp, **kwargs)
-
-        wrapper.__signature__ = inspect.Signature(params)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        return wrapper
-
-    return decorate
-
-
 @app.command()
 @user_errors
-@experiment_options("Prepared dataset to train on.")
+@experiment_options("Prepared dataset to train on.", _show)
 def run(
     exp=None,
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
@@ -295,13 +239,13 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
             finished.append(Loaded(run_dir / "record.json", record))
     console.print(f"{len(planned.configs)} run(s) done in {time.time() - started:.1f}s")
     table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.BASELINE)
-    _print_table(table, "results of this run", poolers.BASELINE)
+    ui.print_table(console, table, "results of this run", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
 
 
 @app.command()
 @user_errors
-@experiment_options("Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds.")
+@experiment_options("Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds.", _show)
 def sweep(
     exp=None,
     executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench\\[ray]'`)."),
@@ -341,41 +285,15 @@ def sweep(
     if any(todo.resume):
         console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
     started = time.time()
-    finished, failures = _execute(sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
+    finished, failures = ui.run_sweep(console, sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
     console.print(f"{len(finished)} run(s) done, {failures} failed, {len(todo.existing)} skipped in {time.time() - started:.1f}s")
     table = report_mod.summarize(report_mod.runs_frame(todo.existing + finished), baseline=poolers.BASELINE)
-    _print_table(table, f"results of this sweep ({len(finished)} new, {len(todo.existing)} existing run(s))", poolers.BASELINE)
+    ui.print_table(console, table, f"results of this sweep ({len(finished)} new, {len(todo.existing)} existing run(s))", poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
     if failures:
         err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
                           "them: completed runs are skipped", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-
-
-def _execute(sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> tuple[list[Loaded], int]:
-    """Run the sweep's remaining configs under one progress bar, a line per finished or failed run."""
-    finished: list[Loaded] = []
-    failures = 0
-    if not todo.configs:
-        return finished, failures
-    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        bar = progress.add_task("", total=len(todo.configs))
-
-        def on_done(cfg, outcome) -> None:
-            nonlocal failures
-            progress.advance(bar)
-            label = ui.run_label(cfg, with_dataset)
-            if outcome.error is not None:
-                failures += 1
-                progress.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
-                                       highlight=False)
-                return
-            ui.print_finished(progress.console, label, outcome.run_dir, outcome.record)
-            finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
-
-        sweep_mod.execute(plan, todo.configs, root, out, on_done, shipped, todo.resume)
-    return finished, failures
 
 
 def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):
@@ -412,19 +330,6 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
         run_dir, record = _train_one(cfg, prepared, out, on_progress, run_dir, data_dir, results_dir)
     ui.print_finished(console, ui.run_label(cfg), run_dir, record)
 
-def _print_table(table, title: str, baseline: str) -> None:
-    if table.empty:
-        console.print("no completed runs")
-        return
-    header, rows, constants = report_mod.display_rows(table)
-    t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
-    for h in header:
-        t.add_column(h, justify="left" if h in report_mod.LABEL_COLUMNS else "right",
-                     no_wrap=h in ("test AUC", "test GAUC", "pooler", "95% CI (GAUC)", "vs baseline", "vs best"))
-    for r in rows:
-        t.add_row(*r)
-    console.print(t)
-
 
 TABLE_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".json": "json",
                   ".txt": "markdown"}
@@ -456,18 +361,18 @@ def report(
     loaded, runs, table = _tabulate(out, baseline, dataset, pooler)
     report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
     if report_dir or plots is not None:
-        _write_report_files(loaded, runs, table, baseline, paper, output if report_dir else None, plots,
+        ui.write_report_files(console, err_console, loaded, runs, table, baseline, paper, output if report_dir else None, plots,
                             paths.data_dir(data_dir), out)
     if report_dir:
         return
     if fmt == "table" and output is None:
-        _print_table(table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
+        ui.print_table(console, table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
         if paper:
-            _print_paper(table)
+            ui.print_paper(console, table)
         return
     if output is not None and fmt == "table":
         fmt = TABLE_SUFFIXES[output.suffix.lower()]
-    _write_table_text(table, fmt, baseline, paper, output)
+    ui.write_table_text(console, err_console, table, fmt, baseline, paper, output)
 
 
 def _tabulate(out: Path, baseline: str, dataset: Optional[str], pooler: Optional[str]):
@@ -479,61 +384,6 @@ def _tabulate(out: Path, baseline: str, dataset: Optional[str], pooler: Optional
     for note in notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     return loaded, runs, table
-
-
-def _write_table_text(table, fmt: str, baseline: str, paper: bool, output: Optional[Path]) -> None:
-    from dinbench import publish
-
-    text, note = publish.table_text(table, fmt, baseline, paper)
-    if note:
-        err_console.print(f"[yellow]note:[/] {note}")
-    if output is None:
-        console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
-    else:
-        from dinbench.atomic import write_atomic
-        write_atomic(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        console.print(f"wrote {output}")
-
-
-def _print_paper(table) -> None:
-    from dinbench import paper as paper_mod
-    from dinbench import publish
-
-    for title, rows in publish.paper_side_by_side(table):
-        if rows is None:
-            console.print(title)
-            continue
-        t = Table(title=title)
-        for h in publish.PAPER_COLUMNS:
-            t.add_column(h, justify="right" if h in ("GAUC", "AUC") else "left")
-        for r in rows:
-            t.add_row(*r)
-        console.print(t)
-    console.print(paper_mod.PROTOCOL_NOTE, highlight=False)
-
-
-def _write_report_files(loaded, runs, table, baseline, paper, report_dir, plot_dir, data_root, results_root) -> None:
-    """--output DIR and/or --plots DIR, with a progress line per figure."""
-    from dinbench import publish
-
-    load_prepared = publish.PreparedCache(data_root)
-    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("figures")
-
-        def step(what: str) -> None:
-            bar.update(task, description=what)
-
-        if report_dir is not None:
-            path = publish.write_report_dir(report_dir, loaded, runs, table, baseline, with_paper=paper,
-                                            results_dir=results_root, load_prepared=load_prepared, progress=step)
-            console.print(f"wrote {path} (tables, plots/ and report.md in {report_dir}/)")
-        if plot_dir is not None:
-            sections = publish.make_figures(loaded, runs, table, plot_dir, plot_dir, load_prepared, progress=step)
-            n = sum(len(s.figures) for s in sections)
-            console.print(f"wrote {n} plot(s) as PNG and SVG to {plot_dir}/")
-            for s in sections:
-                for note in s.notes:
-                    err_console.print(f"[yellow]note:[/] {escape(s.title)}: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""The command line's experiment options, generated from their one declaration.
+
+``experiment_options`` gives ``dinbench run`` and ``dinbench sweep`` every option of
+``dinbench.grid.schema()`` (run options, grid options, each pooler's options) plus ``--config``
+and ``--print-config``; the command receives the resolved ``grid.Experiment``. A new option or
+pooler option therefore appears here, in ``--help``, in experiment files and in records without
+an edit to the CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from dinbench import experiment, grid
+
+
+def typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:
+    """A command-line option generated from its declaration (None = not given: file, preset or default)."""
+    help_ = f"{help_ or opt.help} {opt.describe_default()}" if opt.default is not None else (help_ or opt.help)
+    if opt.kind is bool:
+        return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool],
+                                 default=typer.Option(None, f"{opt.flag}/--no-{opt.flag[2:]}", help=help_))
+    kind = {int: int, float: float}.get(opt.kind, str)
+    return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
+                             default=typer.Option(None, opt.flag, help=help_))
+
+
+def experiment_options(dataset_help: str, show: Callable[[str], None]):
+    """Give a command every experiment option (generated from the schema) plus --config and
+    --print-config in place of its ``exp`` parameter, which it receives as a resolved Experiment."""
+    def decorate(fn):
+        shared = [typer_parameter(o, dataset_help if k == "dataset" else None) for k, o in grid.schema().items()]
+        shared += [
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+                None, "--config", help="An experiment file (TOML: option = value, lists for dataset, pooler and "
+                "architecture); options given here win over it.")),
+            inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+                False, "--print-config", help="Print the resolved experiment as TOML (usable with --config) and exit.")),
+        ]
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())
+        at = [p.name for p in own].index("exp")
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + shared + own[at + 1:]]
+        names = set(grid.schema())
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            explicit = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+            path, print_only = kwargs.pop("config"), kwargs.pop("print_config")
+            file = experiment.load(path) if path is not None else None
+            exp = grid.resolve(explicit, file, str(path) if path is not None else None)
+            if print_only:
+                show(experiment.dump(exp, f"dinbench {fn.__name__}: resolved experiment"))
+                return None
+            return fn(exp=exp, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
