@@ -261,7 +261,8 @@ def sweep(
     from dinbench import sweep as sweep_mod
     from dinbench.runtime import resolve_device
 
-    configs = exp.expand().configs
+    planned = exp.expand()
+    configs = planned.configs
     device = exp.settings.get("device", "cpu")
     if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
         resolve_device(device)
@@ -279,9 +280,8 @@ def sweep(
         f"{len(configs)} run(s) in the grid: {', '.join(exp.specs)} x {exp.seeds} seed(s) x {len(fingerprints)} "
         f"dataset(s), {' and '.join(exp.archs)}; {len(todo.existing)} already done in {out}/ (skipped), "
         f"{len(todo.configs)} to run on {plan.describe()}; records go to {out}/")
-    skipped = [p for p in exp.specs if "two-tower" in exp.archs and poolers.uses_candidate(p)]
-    if skipped:
-        console.print(f"two-tower skips {', '.join(skipped)}: they attend to the candidate")
+    if planned.two_tower_skipped:
+        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
     if any(todo.resume):
         console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
     started = time.time()
