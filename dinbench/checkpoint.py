@@ -30,6 +30,16 @@ class RunInterrupted(DinbenchError):
     exit_code = 130
 
 
+def resume_command(run_id: str, data_dir: Path | None = None, results_dir: Path | None = None) -> str:
+    """The command that continues interrupted run ``run_id`` (with the folders, when not the defaults)."""
+    command = f"dinbench run --resume {run_id}"
+    if data_dir is not None:
+        command += f" --data-dir {data_dir}"
+    if results_dir is not None:
+        command += f" --results-dir {results_dir}"
+    return command
+
+
 class StopFlag:
     """A flag raised by SIGINT or SIGTERM while the ``with`` block runs (handlers restored after).
 

@@ -14,15 +14,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from dinbench import paths, poolers, ui
 from dinbench import report as report_mod
 from dinbench.errors import DinbenchError
 from dinbench.prepared import contract
-from dinbench.records import Loaded, load_records
-from dinbench.cli_options import experiment_options
+from dinbench.records import Loaded
+from dinbench.cli_options import experiment_options, one_line_errors
 from dinbench.sources.local import EMBEDDED, load_or_prepare, make_synthetic, prepared_lines
 
 app = typer.Typer(
@@ -40,22 +38,8 @@ DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder (default: ./da
 ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder (default: ./results or ${paths.RESULTS_ENV})")
 
 
-def user_errors(fn):
-    """Turn DinbenchError into one line on stderr and exit status 2 (130 for an interrupted run)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DinbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
-
-    return wrapper
-
-
-def _say(text: str) -> None:
-    console.print(text)
+user_errors = one_line_errors(err_console)
+_say = console.print
 
 
 def _show(text: str) -> None:
@@ -109,29 +93,11 @@ def import_(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Import your own interactions and prepare them under the DIN sample protocol."""
-    from dinbench.sources.interactions import read_interactions, source_info
+    from dinbench.sources.interactions import import_file
 
-    if not name or any(c in name for c in "/\\:") or name.startswith("."):
-        raise DinbenchError(f"invalid dataset name '{name}': use letters, digits, '-' or '_'")
-    if name in EMBEDDED:
-        raise DinbenchError(f"'{name}' is reserved for the embedded dataset; choose another --name")
-    root = paths.data_dir(data_dir)
-    if contract.is_prepared(root, name) and not force:
-        raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
-    with console.status(f"reading {file}"):
-        raw = read_interactions(file, user_col, item_col, category_col or None, time_col, sep)
-    read = dict(raw.attrs.get("read", {}))
-    console.print(f"read {read.get('rows', len(raw)):,} rows from {file}")
-    if read.get("empty_rows") or read.get("duplicate_rows"):
-        console.print(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
     columns = {"user": user_col, "item": item_col, "category": category_col or None, "time": time_col}
-    with console.status("preparing samples"):
-        manifest = contract.prepare(raw, name, root, source_info(file, name, columns, read), seed=negative_seed,
-                                    min_behaviours=min_behaviours)
-    for line in prepared_lines(manifest, contract.dataset_path(root, name)):
-        console.print(line)
-    if manifest["time_unit"] == "order":
-        console.print("time column read as an order key (not Unix seconds): ages are positions")
+    import_file(file, name, paths.data_dir(data_dir), columns, sep, min_behaviours=min_behaviours,
+                seed=negative_seed, force=force, say=_say, busy=console.status)
 
 
 @app.command()
@@ -141,43 +107,13 @@ def datasets(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """List the prepared datasets and the ones `dinbench download` can fetch; --stats for their counts."""
-    from dinbench.prepared import stats as stats_mod
-    from dinbench.sources import registry
+    ui.print_datasets(console, paths.data_dir(data_dir), EMBEDDED, stats)
 
-    root = paths.data_dir(data_dir)
-    names = stats_mod.known(root, EMBEDDED)
-    table = Table(title=f"datasets in {root}")
-    for col in stats_mod.LISTING_COLUMNS:
-        table.add_column(col, justify="right" if col in stats_mod.NUMERIC_COLUMNS else "left", no_wrap=col == "name")
-    for row in stats_mod.listing(root, names):
-        table.add_row(*row)
-    console.print(table)
-    if stats:
-        for name in names:
-            if contract.is_prepared(root, name):
-                console.print(ui.stats_table(stats_mod.dataset_stats(root, name)))
-        return
-    more = Table(title="real datasets: dinbench download NAME (--from PATH for files you have)")
-    more.add_column("name")
-    more.add_column("about")
-    for spec in registry.REGISTRY.values():
-        if spec.name not in names:
-            more.add_row(spec.name + (" *" if spec.paper else ""), spec.about)
-    more.caption = "* a dataset of the DIN paper"
-    console.print(more)
 
 @app.command("poolers")
 def list_poolers() -> None:
     """List the registered poolers, their variants and options."""
-    table = Table(title="poolers")
-    for col in ("name", "variants (normalisation)", "options", "description"):
-        table.add_column(col)
-    for name, entry in poolers.REGISTRY.items():
-        variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
-        opts = ", ".join(f"{o.flag} {o.describe_default()[1:-1]}" for o in poolers.options(name))
-        table.add_row(name, variants or "—", opts or "—", escape(entry.cls.description))
-    console.print(table)
-    console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
+    ui.print_poolers(console)
 
 
 @app.command()
@@ -223,11 +159,7 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
     prepared = runtime.rank0_first(functools.partial(load_or_prepare, root, dataset, _say, console.status))
     runtime.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
     console.print(ui.dataset_line(prepared, planned.configs[0].protocol))
-    where = f"; {runtime.describe()}" if runtime.describe() else ""
-    console.print(f"{len(planned.configs)} run(s): {', '.join(planned.specs)} x {exp.seeds} seed(s), preset "
-                  f"{exp.preset}, {' and '.join(planned.archs)}{where}; records go to {out}/")
-    if planned.two_tower_skipped:
-        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate, which the user tower never sees")
+    ui.print_run_plan(console, exp, planned, runtime.describe(), out)
     finished: list[Loaded] = []
     started = time.time()
     with ui.run_board(console, len(planned.configs)) as board:
@@ -238,9 +170,7 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
             ui.print_finished(board.console, ui.run_label(cfg), run_dir, record)
             finished.append(Loaded(run_dir / "record.json", record))
     console.print(f"{len(planned.configs)} run(s) done in {time.time() - started:.1f}s")
-    table = report_mod.summarize(report_mod.runs_frame(finished), baseline=poolers.BASELINE)
-    ui.print_table(console, table, "results of this run", poolers.BASELINE)
-    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+    ui.print_results(console, finished, "results of this run", out)
 
 
 @app.command()
@@ -276,20 +206,8 @@ def sweep(
         if executor == "ray":
             shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
     todo = sweep_mod.split_done(configs, fingerprints, out, skip_existing, resumable=executor == "local")
-    console.print(
-        f"{len(configs)} run(s) in the grid: {', '.join(exp.specs)} x {exp.seeds} seed(s) x {len(fingerprints)} "
-        f"dataset(s), {' and '.join(exp.archs)}; {len(todo.existing)} already done in {out}/ (skipped), "
-        f"{len(todo.configs)} to run on {plan.describe()}; records go to {out}/")
-    if planned.two_tower_skipped:
-        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
-    if any(todo.resume):
-        console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
-    started = time.time()
-    finished, failures = ui.run_sweep(console, sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
-    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(todo.existing)} skipped in {time.time() - started:.1f}s")
-    table = report_mod.summarize(report_mod.runs_frame(todo.existing + finished), baseline=poolers.BASELINE)
-    ui.print_table(console, table, f"results of this sweep ({len(finished)} new, {len(todo.existing)} existing run(s))", poolers.BASELINE)
-    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+    ui.print_sweep_plan(console, exp, planned, todo, plan, out, len(fingerprints))
+    failures = ui.run_sweep(console, sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
     if failures:
         err_console.print(f"[bold red]error:[/] {failures} run(s) failed (lines above); rerun the same sweep to retry "
                           "them: completed runs are skipped", highlight=False, soft_wrap=True)
@@ -298,18 +216,14 @@ def sweep(
 
 def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):
     """train_run, with the exact resume command (folders included) when the run is interrupted."""
-    from dinbench.checkpoint import RunInterrupted
+    from dinbench.checkpoint import RunInterrupted, resume_command
     from dinbench.train import train_run
 
     try:
         return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, runtime=runtime)
     except RunInterrupted as exc:
-        command = f"dinbench run --resume {exc.run_dir.name}"
-        if data_dir is not None:
-            command += f" --data-dir {data_dir}"
-        if results_dir is not None:
-            command += f" --results-dir {results_dir}"
-        exc.args = (f"{exc}; record marked interrupted; continue with: {command}",)
+        exc.args = (f"{exc}; record marked interrupted; continue with: "
+                    f"{resume_command(exc.run_dir.name, data_dir, results_dir)}",)
         raise
 
 
@@ -331,10 +245,6 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
     ui.print_finished(console, ui.run_label(cfg), run_dir, record)
 
 
-TABLE_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".json": "json",
-                  ".txt": "markdown"}
-
-
 @app.command()
 @user_errors
 def report(
@@ -354,12 +264,14 @@ def report(
     """Summarise every run record: mean ± std and 95% CI over seeds of test AUC / GAUC, RelaImpr, rank,
     p-values against the baseline (paired t-test over seeds, paired bootstrap over test users), speed;
     optionally plots, the paper's numbers side by side, and a report directory."""
+    from dinbench import publish
+
     if fmt not in report_mod.FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
     baseline = poolers.canonical(baseline)
     out = paths.results_dir(results_dir)
-    loaded, runs, table = _tabulate(out, baseline, dataset, pooler)
-    report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
+    loaded, runs, table = ui.tabulate(err_console, out, baseline, dataset, pooler)
+    report_dir = output is not None and output.suffix.lower() not in publish.TABLE_SUFFIXES
     if report_dir or plots is not None:
         ui.write_report_files(console, err_console, loaded, runs, table, baseline, paper, output if report_dir else None, plots,
                             paths.data_dir(data_dir), out)
@@ -371,19 +283,8 @@ def report(
             ui.print_paper(console, table)
         return
     if output is not None and fmt == "table":
-        fmt = TABLE_SUFFIXES[output.suffix.lower()]
+        fmt = publish.TABLE_SUFFIXES[output.suffix.lower()]
     ui.write_table_text(console, err_console, table, fmt, baseline, paper, output)
-
-
-def _tabulate(out: Path, baseline: str, dataset: Optional[str], pooler: Optional[str]):
-    """The records in ``out`` and their table, with the warnings and notes printed."""
-    loaded, warnings = load_records(out)
-    for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    runs, table, notes = report_mod.build(report_mod.runs_frame(loaded), baseline, dataset, pooler, out)
-    for note in notes:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    return loaded, runs, table
 
 
 def main() -> None:

@@ -15,8 +15,28 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from dinbench import experiment, grid
+from dinbench.errors import DinbenchError
+
+
+def one_line_errors(err: Console):
+    """A decorator: DinbenchError becomes one line on ``err`` and exit status 2 (130 for an interrupted run)."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except DinbenchError as exc:
+                err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+        return wrapper
+
+    return decorate
 
 
 def typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:

@@ -29,6 +29,10 @@ from dinbench.prepared import contract
 from dinbench.records import Loaded
 from dinbench.tables import md_table, pm
 
+# --output with one of these suffixes writes one table in that format; any other path is a report directory
+TABLE_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".json": "json",
+                  ".txt": "markdown"}
+
 __all__ = ["PAPER_COLUMNS", "PreparedCache", "Section", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
            "paper_rows", "table_text", "with_paper_rows", "write_report_dir", "write_text"]
 

@@ -7,6 +7,7 @@ anything; it only renders what the library computed.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dinbench import poolers
 from dinbench import report as report_mod
 from dinbench.config import RunConfig
 from dinbench.records import Loaded
@@ -98,7 +100,44 @@ def print_table(console: Console, table, title: str, baseline: str) -> None:
     console.print(t)
 
 
-def run_sweep(console: Console, sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> tuple[list[Loaded], int]:
+def print_results(console: Console, loaded: list[Loaded], title: str, out: Path) -> None:
+    """The table of the runs just made (run, sweep), and where the records are."""
+    table = report_mod.summarize(report_mod.runs_frame(loaded), baseline=poolers.BASELINE)
+    print_table(console, table, title, poolers.BASELINE)
+    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+
+
+def print_run_plan(console: Console, exp, planned, where: str, out: Path) -> None:
+    where = f"; {where}" if where else ""
+    console.print(f"{len(planned.configs)} run(s): {', '.join(planned.specs)} x {exp.seeds} seed(s), preset "
+                  f"{exp.preset}, {' and '.join(planned.archs)}{where}; records go to {out}/")
+    if planned.two_tower_skipped:
+        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate, "
+                      "which the user tower never sees")
+
+
+def print_sweep_plan(console: Console, exp, planned, todo, plan, out: Path, n_datasets: int) -> None:
+    console.print(
+        f"{len(planned.configs)} run(s) in the grid: {', '.join(exp.specs)} x {exp.seeds} seed(s) x {n_datasets} "
+        f"dataset(s), {' and '.join(exp.archs)}; {len(todo.existing)} already done in {out}/ (skipped), "
+        f"{len(todo.configs)} to run on {plan.describe()}; records go to {out}/")
+    if planned.two_tower_skipped:
+        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
+    if any(todo.resume):
+        console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
+
+
+def run_sweep(console: Console, sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> int:
+    """Run the sweep's remaining configs with progress, then print its table; returns the number that failed."""
+    started = time.time()
+    finished, failures = _sweep_progress(console, sweep_mod, plan, todo, root, out, shipped, with_dataset)
+    console.print(f"{len(finished)} run(s) done, {failures} failed, {len(todo.existing)} skipped in {time.time() - started:.1f}s")
+    print_results(console, todo.existing + finished,
+                  f"results of this sweep ({len(finished)} new, {len(todo.existing)} existing run(s))", out)
+    return failures
+
+
+def _sweep_progress(console: Console, sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> tuple[list[Loaded], int]:
     """Run the sweep's remaining configs under one progress bar, a line per finished or failed run."""
     finished: list[Loaded] = []
     failures = 0
@@ -177,3 +216,56 @@ def write_report_files(console: Console, err: Console, loaded, runs, table, base
             for s in sections:
                 for note in s.notes:
                     err.print(f"[yellow]note:[/] {escape(s.title)}: {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler: str | None):
+    """The records in ``out`` and their table, with the warnings and notes printed."""
+    from dinbench.records import load_records
+
+    loaded, warnings = load_records(out)
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    runs, table, notes = report_mod.build(report_mod.runs_frame(loaded), baseline, dataset, pooler, out)
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    return loaded, runs, table
+
+
+def print_poolers(console: Console) -> None:
+    table = Table(title="poolers")
+    for col in ("name", "variants (normalisation)", "options", "description"):
+        table.add_column(col)
+    for name, entry in poolers.REGISTRY.items():
+        variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
+        opts = ", ".join(f"{o.flag} {o.describe_default()[1:-1]}" for o in poolers.options(name))
+        table.add_row(name, variants or "—", opts or "—", escape(entry.cls.description))
+    console.print(table)
+    console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
+
+
+def print_datasets(console: Console, root: Path, embedded: dict[str, str], stats: bool) -> None:
+    """The prepared datasets (with their counts under ``stats``), else also the ones to download."""
+    from dinbench.prepared import contract
+    from dinbench.prepared import stats as stats_mod
+    from dinbench.sources import registry
+
+    names = stats_mod.known(root, embedded)
+    table = Table(title=f"datasets in {root}")
+    for col in stats_mod.LISTING_COLUMNS:
+        table.add_column(col, justify="right" if col in stats_mod.NUMERIC_COLUMNS else "left", no_wrap=col == "name")
+    for row in stats_mod.listing(root, names):
+        table.add_row(*row)
+    console.print(table)
+    if stats:
+        for name in names:
+            if contract.is_prepared(root, name):
+                console.print(stats_table(stats_mod.dataset_stats(root, name)))
+        return
+    more = Table(title="real datasets: dinbench download NAME (--from PATH for files you have)")
+    more.add_column("name")
+    more.add_column("about")
+    for spec in registry.REGISTRY.values():
+        if spec.name not in names:
+            more.add_row(spec.name + (" *" if spec.paper else ""), spec.about)
+    more.caption = "* a dataset of the DIN paper"
+    console.print(more)

@@ -8,7 +8,9 @@ this shape: ``user_id,item_id,cate_id,timestamp`` with timestamp an order key.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -99,3 +101,33 @@ def source_info(path: Path, name: str, columns: dict[str, str | None], read: dic
         if value != default:
             parts.append(f"{option} {shlex.quote(value)}")
     return {"kind": "import", "file": file, "columns": columns, "read": read, "rebuild": " ".join(parts)}
+
+
+def import_file(path: Path, name: str, root: Path, columns: dict[str, str | None], sep: str | None = None, *,
+                min_behaviours: int = 4, seed: int = 1234, force: bool = False,
+                say: Callable[[str], None] = print, busy: Callable[[str], Any] = nullcontext) -> dict:
+    """`dinbench import`: read ``path`` with the ``columns`` mapping and prepare it as dataset ``name``
+    under ``root``, saying what was read, dropped and written. Returns the manifest."""
+    from dinbench.prepared import contract
+    from dinbench.sources.local import EMBEDDED, prepared_lines
+
+    if not name or any(c in name for c in "/\\:") or name.startswith("."):
+        raise DinbenchError(f"invalid dataset name '{name}': use letters, digits, '-' or '_'")
+    if name in EMBEDDED:
+        raise DinbenchError(f"'{name}' is reserved for the embedded dataset; choose another --name")
+    if contract.is_prepared(root, name) and not force:
+        raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
+    with busy(f"reading {path}"):
+        raw = read_interactions(path, columns["user"], columns["item"], columns["category"], columns["time"], sep)
+    read = dict(raw.attrs.get("read", {}))
+    say(f"read {read.get('rows', len(raw)):,} rows from {path}")
+    if read.get("empty_rows") or read.get("duplicate_rows"):
+        say(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
+    with busy("preparing samples"):
+        manifest = contract.prepare(raw, name, root, source_info(path, name, columns, read), seed=seed,
+                                    min_behaviours=min_behaviours)
+    for line in prepared_lines(manifest, contract.dataset_path(root, name)):
+        say(line)
+    if manifest["time_unit"] == "order":
+        say("time column read as an order key (not Unix seconds): ages are positions")
+    return manifest
