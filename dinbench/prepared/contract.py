@@ -167,15 +167,66 @@ def prepare(
     """
     if builder is None:
         builder = DinProtocol(seed=seed, min_behaviours=min_behaviours)
+    frame, time_unit, kept = _clean(raw, builder, behaviour_columns)
+    user_codes, user_raw = pd.factorize(frame["user"], sort=True)
+    item_codes, item_raw = pd.factorize(frame["item"], sort=True)
+    users = (user_codes + 1).astype(np.int32)
+    items = (item_codes + 1).astype(np.int32)
+    item_category, cat_raw, category_conflicts = _item_categories(items, frame, len(item_raw))
+    tables = _id_tables(frame, users, items, item_category, user_raw, item_raw, item_attributes, behaviour_columns)
+    splits = builder.build(
+        SortedBehaviours(
+            users=users, items=items, item_category=item_category, n_users=len(user_raw), n_items=len(item_raw),
+            extra={c: frame[c].to_numpy() for c in builder.extra_columns},
+        )
+    )
+    del frame
+    tables.update(splits)
+    manifest: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "time_unit": time_unit,
+        "protocol": builder.describe(),
+        "counts": _counts(kept, tables, builder, len(user_raw), len(item_raw), len(cat_raw), category_conflicts),
+        "categories": [str(c) for c in cat_raw],
+        "fingerprint": fingerprint(tables),
+    }
+    _write(dataset_path(data_dir, name), tables, manifest)
+    return manifest
+
+
+def _counts(kept: dict[str, int], tables: dict[str, pd.DataFrame], builder: SampleBuilder, n_users: int,
+            n_items: int, n_categories: int, category_conflicts: int) -> dict[str, int]:
+    """The manifest's counts: what was read, kept and dropped, and the samples per split."""
+    splits = {s: tables[s] for s in SPLITS}
+    return {
+        "input_rows": kept["input_rows"],
+        "rows_missing_ids": kept["rows_missing_ids"],
+        "behaviours": len(tables["behaviours"]),
+        "users": n_users,
+        "items": n_items,
+        "categories": n_categories,
+        "dropped_users": kept["dropped_users"],
+        "dropped_behaviours": kept["dropped_behaviours"],
+        "category_conflicts": category_conflicts,
+        **{f"{s}_samples": len(splits[s]) for s in SPLITS},
+        **builder.counts(splits),
+    }
+
+
+def _clean(raw: pd.DataFrame, builder: SampleBuilder, behaviour_columns: tuple[str, ...]):
+    """The behaviours to prepare: ids present, times numeric, categories filled, sorted by user then time
+    (stable), users with fewer than the protocol's minimum dropped. Returns (frame, time unit, counts)."""
     min_behaviours = builder.min_behaviours
     missing = [c for c in ("user", "item", "time", *builder.extra_columns, *behaviour_columns) if c not in raw.columns]
     if missing:
         raise DinbenchError(f"behaviours lack the column(s) {', '.join(missing)}")
-    n_raw = len(raw)
     carried = tuple(dict.fromkeys((*builder.extra_columns, *behaviour_columns)))
     frame = raw[[c for c in ("user", "item", "category", "time", *carried) if c in raw.columns]].copy()
     key_na = frame["user"].isna() | frame["item"].isna()
-    n_missing_ids = int(key_na.sum())
+    counts = {"input_rows": len(raw), "rows_missing_ids": int(key_na.sum())}
     frame = frame[~key_na]
     times, time_unit = _numeric_time(frame["time"])
     frame["time"] = times
@@ -187,22 +238,20 @@ def prepare(
     frame = frame.sort_values(["user", "time"], kind="stable")
     sizes = frame.groupby("user", sort=False)["item"].transform("size")
     keep = sizes >= min_behaviours
-    dropped_users = int(frame.loc[~keep, "user"].nunique())
-    dropped_behaviours = int((~keep).sum())
+    counts["dropped_users"] = int(frame.loc[~keep, "user"].nunique())
+    counts["dropped_behaviours"] = int((~keep).sum())
     frame = frame[keep]
     if frame.empty:
         raise DinbenchError(
-            f"no user has at least {min_behaviours} behaviours ({dropped_users} users, all too short); "
+            f"no user has at least {min_behaviours} behaviours ({counts['dropped_users']} users, all too short); "
             f"the {builder.describe()['name']} protocol needs a history before each train, valid and test target"
         )
+    return frame, time_unit, counts
 
-    user_codes, user_raw = pd.factorize(frame["user"], sort=True)
-    item_codes, item_raw = pd.factorize(frame["item"], sort=True)
-    users = (user_codes + 1).astype(np.int32)
-    items = (item_codes + 1).astype(np.int32)
-    n_users, n_items = len(user_raw), len(item_raw)
 
-    # An item's category is the one on its first behaviour (in time order); conflicts are counted.
+def _item_categories(items: np.ndarray, frame: pd.DataFrame, n_items: int):
+    """An item's category is the one on its first behaviour (in time order); conflicts are counted.
+    Returns (category id per item id [n_items + 1], raw category names, conflicts)."""
     first = pd.DataFrame(
         {"item": items, "category": frame["category"].to_numpy(), "time": frame["time"].to_numpy()}
     ).sort_values("time", kind="stable")  # earliest first (ties: user order)
@@ -212,7 +261,11 @@ def prepare(
     cat_codes, cat_raw = pd.factorize(item_cat_raw, sort=True)
     item_category = np.zeros(n_items + 1, dtype=np.int32)
     item_category[item_cat_raw.index.to_numpy()] = cat_codes + 1
+    return item_category, cat_raw, category_conflicts
 
+
+def _id_tables(frame, users, items, item_category, user_raw, item_raw, item_attributes, behaviour_columns):
+    """The behaviours, items and users tables in remapped ids (0 = padding)."""
     behaviours = pd.DataFrame(
         {
             "user": users,
@@ -225,7 +278,7 @@ def prepare(
         behaviours[col] = frame[col].to_numpy()
     items_table = pd.DataFrame(
         {
-            "item": np.arange(1, n_items + 1, dtype=np.int32),
+            "item": np.arange(1, len(item_raw) + 1, dtype=np.int32),
             "category": item_category[1:],
             "raw_item": pd.Index(item_raw).astype(str),
         }
@@ -235,42 +288,9 @@ def prepare(
         for col in attrs.columns:
             items_table[col] = attrs[col].reindex(pd.Index(item_raw)).to_numpy()
     users_table = pd.DataFrame(
-        {"user": np.arange(1, n_users + 1, dtype=np.int32), "raw_user": pd.Index(user_raw).astype(str)}
+        {"user": np.arange(1, len(user_raw) + 1, dtype=np.int32), "raw_user": pd.Index(user_raw).astype(str)}
     )
-    splits = builder.build(
-        SortedBehaviours(
-            users=users, items=items, item_category=item_category, n_users=n_users, n_items=n_items,
-            extra={c: frame[c].to_numpy() for c in builder.extra_columns},
-        )
-    )
-    del frame
-    tables = {"behaviours": behaviours, "items": items_table, "users": users_table, **splits}
-
-    manifest: dict[str, Any] = {
-        "format": FORMAT_VERSION,
-        "name": name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "time_unit": time_unit,
-        "protocol": builder.describe(),
-        "counts": {
-            "input_rows": n_raw,
-            "rows_missing_ids": n_missing_ids,
-            "behaviours": len(behaviours),
-            "users": n_users,
-            "items": n_items,
-            "categories": len(cat_raw),
-            "dropped_users": dropped_users,
-            "dropped_behaviours": dropped_behaviours,
-            "category_conflicts": category_conflicts,
-            **{f"{s}_samples": len(splits[s]) for s in SPLITS},
-            **builder.counts(splits),
-        },
-        "categories": [str(c) for c in cat_raw],
-        "fingerprint": fingerprint(tables),
-    }
-    _write(dataset_path(data_dir, name), tables, manifest)
-    return manifest
+    return {"behaviours": behaviours, "items": items_table, "users": users_table}
 
 
 def _write(path: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
