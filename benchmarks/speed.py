@@ -174,14 +174,14 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
     from dinbench.batches import batch_indices
     from dinbench.config import RunConfig
     from dinbench.model.build import build_model
-    from dinbench.train import make_optimizer
+    from dinbench.optimizers import make_optimizer
 
     cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
                     max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(cfg, prepared)
-    optimizer, loss_fn = make_optimizer(cfg, model), nn.BCEWithLogitsLoss()
+    optimizer, loss_fn = make_optimizer(cfg.optimizer, model, cfg.lr), nn.BCEWithLogitsLoss()
     seconds = 0.0
     for _ in range(epochs):
         model.train()
