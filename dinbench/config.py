@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from dinbench import poolers
+from dinbench import optimizers, poolers
 from dinbench.errors import DinbenchError
 from dinbench.layers.activations import ACTIVATIONS
 from dinbench.options import (
@@ -68,7 +68,7 @@ class RunConfig:
         "with categories.", choices=("joint", "separate"))
     max_len: int = _option(50, "Keep the most recent N behaviours of each history.", int, check=at_least_one)
     bucket: bool = _option(False, "Batch rows of similar history length together.", bool)
-    optimizer: str = _option("adam", "adam or sgd.", choices=("adam", "sgd"))
+    optimizer: str = _option("adam", optimizers.help_text(), choices=tuple(optimizers.OPTIMIZERS))
     lr: float = _option(1e-3, "Learning rate.", float, check=positive_number)
     lr_decay_steps: int = _option(0, "Multiply the lr by --lr-decay every N steps (0: never).", int,
                                   check=zero_or_more)

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dinbench import checkpoint
+from dinbench import checkpoint, optimizers
 from dinbench.atomic import write_atomic
 from dinbench.batches import BehaviourStore, SampleSet, batch_indices, bucketed_batch_indices, make_store
 from dinbench.checkpoint import RunInterrupted
@@ -43,17 +43,6 @@ from dinbench.runtime import LocalRuntime, Runtime, autocast, resolve_device
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PREDICTION_FILES = {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
-
-
-def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD or Adam over every parameter. On CPU and CUDA the fused kernels are used (one pass over all
-    parameters instead of one small op per tensor and step: Adam's step is ~5x cheaper on CPU); they
-    compute the same update up to float rounding."""
-    devices = {p.device.type for p in model.parameters()}
-    fused = {"fused": True} if devices <= {"cpu", "cuda"} else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, **fused)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, **fused)
 
 
 class Diverged(Exception):
@@ -121,9 +110,11 @@ class Learner:
 
 
 def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch.device, runtime: Runtime) -> Learner:
-    model = build_model(cfg, prepared).to(device)  # draws the initial weights from torch's seeded generator
+    # sparse table gradients for the row-sparse optimizers, except under DDP (no sparse all-reduce in NCCL)
+    sparse = optimizers.is_row_sparse(cfg.optimizer) and runtime.world == 1
+    model = build_model(cfg, prepared, sparse).to(device)  # draws the initial weights from torch's seeded generator
     net = runtime.wrap(model)
-    optimizer = make_optimizer(cfg, model)
+    optimizer = optimizers.make_optimizer(cfg.optimizer, model, cfg.lr)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
         if cfg.lr_decay_steps
@@ -259,7 +250,7 @@ class Trainer:
         learner.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(learner.model.parameters(), cfg.grad_clip)
+            optimizers.clip_grad_norm(learner.model.parameters(), cfg.grad_clip)
         learner.optimizer.step()
         if learner.scheduler is not None:
             learner.scheduler.step()

@@ -11,7 +11,7 @@ from dinbench.batches import BehaviourStore
 from dinbench.config import RunConfig
 from dinbench.model.ctr import CTRModel
 from dinbench.poolers.packed import Packed
-from dinbench.train import make_optimizer
+from dinbench.optimizers import make_optimizer
 
 ALL = poolers.expand("all")
 
@@ -113,8 +113,7 @@ def test_fused_optimizer_takes_the_same_steps(optimizer):
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.PReLU(5), torch.nn.Linear(5, 1))
     twin = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.PReLU(5), torch.nn.Linear(5, 1))
     twin.load_state_dict(model.state_dict())
-    cfg = RunConfig(optimizer=optimizer, lr=0.01)
-    fast = make_optimizer(cfg, model)
+    fast = make_optimizer(optimizer, model, 0.01)
     assert fast.defaults.get("fused") is True
     plain = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(twin.parameters(), lr=0.01)
     x = torch.randn(32, 6)

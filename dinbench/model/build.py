@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from dinbench import poolers
+from dinbench import optimizers, poolers
 from dinbench.atomic import write_atomic
 from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
@@ -28,7 +28,12 @@ def pooler_factory(cfg: RunConfig) -> Callable[[int], poolers.Pooler]:
     return lambda dim: poolers.build(cfg.pooler, dim, **cfg.pooler_options)
 
 
-def build_model(cfg: RunConfig, prepared: Prepared) -> CTRModel:
+def build_model(cfg: RunConfig, prepared: Prepared, sparse_embeddings: bool | None = None) -> CTRModel:
+    """The model ``cfg`` describes, sized for ``prepared``. ``sparse_embeddings``: sparse gradients
+    for the embedding tables (default: when ``cfg.optimizer`` is row-sparse); the weights and the
+    numbers do not depend on it."""
+    if sparse_embeddings is None:
+        sparse_embeddings = optimizers.is_row_sparse(cfg.optimizer)
     return CTRModel(
         prepared.n_items,
         prepared.n_categories,
@@ -39,6 +44,7 @@ def build_model(cfg: RunConfig, prepared: Prepared) -> CTRModel:
         architecture=cfg.architecture,
         attention_groups=cfg.attention_groups,
         mlp_activation=cfg.mlp_activation,
+        sparse_embeddings=sparse_embeddings,
     )
 
 

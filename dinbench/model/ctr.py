@@ -48,13 +48,15 @@ class CTRModel(nn.Module):
         attention_groups: str = "joint",
         mlp_activation: str = "prelu",
         tower_dim: int = 64,
+        sparse_embeddings: bool = False,
     ) -> None:
-        """``make_pooler(dim)`` builds a pooler over keys of width ``dim``."""
+        """``make_pooler(dim)`` builds a pooler over keys of width ``dim``; ``sparse_embeddings``: the
+        embedding tables get sparse gradients (for the row-sparse optimizers)."""
         super().__init__()
         if architecture not in ("ranking", "two-tower") or attention_groups not in ("joint", "separate"):
             raise ValueError(f"unknown architecture {architecture!r} or attention groups {attention_groups!r}")
         self.embedding_dim, self.architecture = embedding_dim, architecture
-        self.embeddings = FeatureEmbeddings(n_items, n_categories, embedding_dim, init_std)
+        self.embeddings = FeatureEmbeddings(n_items, n_categories, embedding_dim, init_std, sparse_embeddings)
         d = self.embeddings.out_dim
         widths = [d] if attention_groups == "joint" else [embedding_dim, embedding_dim]
         self.poolers = nn.ModuleList(make_pooler(w) for w in widths)

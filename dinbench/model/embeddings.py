@@ -11,10 +11,12 @@ from torch import nn
 
 
 class FeatureEmbeddings(nn.Module):
-    def __init__(self, n_items: int, n_categories: int, dim: int, init_std: float) -> None:
+    def __init__(self, n_items: int, n_categories: int, dim: int, init_std: float, sparse: bool = False) -> None:
+        """``sparse``: the tables' gradients are sparse (only the rows a batch touched), for the
+        row-sparse optimizers (dinbench.optimizers); the numbers are the same either way."""
         super().__init__()
-        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.category = nn.Embedding(n_categories + 1, dim, padding_idx=0)
+        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=sparse)
+        self.category = nn.Embedding(n_categories + 1, dim, padding_idx=0, sparse=sparse)
         for table in (self.item, self.category):
             nn.init.normal_(table.weight, std=init_std)
             with torch.no_grad():

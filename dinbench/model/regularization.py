@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class MiniBatchL2(nn.Module):
@@ -28,7 +29,9 @@ class MiniBatchL2(nn.Module):
         for table, inv, ids in ((table_item, self.inv_item, items), (table_cat, self.inv_cat, categories)):
             present = torch.unique(ids)
             present = present[present > 0]
-            total = total + (table.weight[present].pow(2).sum(-1) * inv[present]).sum()
+            # through the table's own lookup, so a sparse table keeps a sparse gradient
+            rows = F.embedding(present, table.weight, sparse=True) if table.sparse else table.weight[present]
+            total = total + (rows.pow(2).sum(-1) * inv[present]).sum()
         return self.weight * total
 
 

@@ -1,0 +1,202 @@
+"""The row-sparse optimizers (dinbench.optimizers): what they update, and that lazy Adam is Adam
+when every row is touched."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from dinbench.optimizers import OPTIMIZERS, RowSparse, clip_grad_norm, make_optimizer
+
+
+class Tiny(nn.Module):
+    """An embedding table and a dense layer, like the CTR model in miniature."""
+
+    def __init__(self, rows: int = 7, dim: int = 3, sparse: bool = True) -> None:
+        super().__init__()
+        self.table = nn.Embedding(rows, dim, sparse=sparse)
+        self.out = nn.Linear(dim, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.table(ids)).squeeze(-1)  # [B]
+
+
+def _twins(sparse: bool = True) -> tuple[Tiny, Tiny]:
+    torch.manual_seed(0)
+    a = Tiny(sparse=sparse)
+    b = Tiny(sparse=False)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, batches: list[torch.Tensor]) -> None:
+    for ids in batches:
+        opt.zero_grad(set_to_none=True)
+        (model(ids) - 1.0).square().mean().backward()
+        opt.step()
+
+
+def test_lazy_adam_equals_dense_adam_when_every_row_is_touched():
+    lazy_model, dense_model = _twins()
+    for m in (lazy_model, dense_model):
+        m.out.requires_grad_(False)  # the table alone trains (the dense layer's kernels differ: fused)
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randperm(7, generator=gen) for _ in range(6)]  # every row, once per step
+    lazy = make_optimizer("lazy-adam", lazy_model, 0.05)
+    assert isinstance(lazy, RowSparse)
+    dense = torch.optim.Adam(dense_model.parameters(), lr=0.05, foreach=False)  # torch's single-tensor Adam
+    _train(lazy_model, lazy, batches)
+    _train(dense_model, dense, batches)
+    assert torch.equal(lazy_model.table.weight, dense_model.table.weight)  # bit for bit
+
+
+def test_lazy_adam_with_repeated_rows_matches_dense_adam_up_to_rounding():
+    lazy_model, dense_model = _twins()
+    for m in (lazy_model, dense_model):
+        m.out.requires_grad_(False)
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.cat([torch.randperm(7, generator=gen), torch.randint(0, 7, (9,), generator=gen)]) for _ in range(5)]
+    _train(lazy_model, make_optimizer("lazy-adam", lazy_model, 0.05), batches)
+    _train(dense_model, torch.optim.Adam(dense_model.parameters(), lr=0.05, foreach=False), batches)
+    torch.testing.assert_close(lazy_model.table.weight, dense_model.table.weight, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lazy-adam", "rowwise-adagrad"])
+def test_row_sparse_optimizers_leave_untouched_rows_alone(name):
+    model, dense_model = _twins()
+    before = model.table.weight.detach().clone()
+    batches = [torch.tensor([1, 2, 2]), torch.tensor([2, 4])]
+    _train(model, make_optimizer(name, model, 0.05), batches)
+    _train(dense_model, make_optimizer("adam", dense_model, 0.05), batches)
+    touched = torch.zeros(7, dtype=torch.bool)
+    touched[[1, 2, 4]] = True
+    after = model.table.weight.detach()
+    assert torch.equal(after[~touched], before[~touched])
+    assert not torch.equal(after[touched], before[touched])
+    # dense Adam keeps moving row 1 at step 2 by its momentum, though step 2 did not touch it
+    assert not torch.equal(dense_model.table.weight[1], after[1])
+
+
+def test_rowwise_adagrad_is_the_fbgemm_rule():
+    torch.manual_seed(0)
+    model = Tiny()
+    w0 = model.table.weight.detach().clone()
+    opt = make_optimizer("rowwise-adagrad", model, 0.1)
+    ids = torch.tensor([3, 3, 5])
+    opt.zero_grad()
+    (model(ids) - 1.0).square().mean().backward()
+    g = model.table.weight.grad.coalesce().to_dense()  # [7, 3]
+    opt.step()
+    acc = g.pow(2).mean(1)  # [7] one accumulator per row
+    expected = w0 - 0.1 * g / (acc.sqrt() + 1e-8)[:, None]
+    expected[[0, 1, 2, 4, 6]] = w0[[0, 1, 2, 4, 6]]
+    torch.testing.assert_close(model.table.weight.detach(), expected)
+    assert torch.equal(opt.state[model.table.weight]["sum"][[3, 5]], acc[[3, 5]])
+
+
+@pytest.mark.parametrize("name", ["lazy-adam", "rowwise-adagrad"])
+def test_dense_table_gradients_take_the_same_steps(name):
+    """Under DDP the tables keep dense gradients: a row counts as touched when its gradient is non-zero."""
+    sparse_model, dense_model = _twins()
+    batches = [torch.tensor([1, 2, 2]), torch.tensor([2, 4, 6])]
+    _train(sparse_model, make_optimizer(name, sparse_model, 0.05), batches)
+    _train(dense_model, make_optimizer(name, dense_model, 0.05), batches)
+    torch.testing.assert_close(sparse_model.table.weight, dense_model.table.weight, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lazy-adam", "rowwise-adagrad"])
+def test_state_dict_round_trip_continues_identically(name):
+    a, _ = _twins()
+    b, _ = _twins()
+    batches = [torch.tensor([1, 2]), torch.tensor([2, 5]), torch.tensor([0, 5])]
+    opt_a = make_optimizer(name, a, 0.05)
+    _train(a, opt_a, batches[:2])
+    saved = copy.deepcopy(opt_a.state_dict())  # as a checkpoint holds it (torch's own state_dict shares tensors)
+    b.load_state_dict(a.state_dict())
+    opt_b = make_optimizer(name, b, 0.05)
+    opt_b.load_state_dict(saved)
+    _train(a, opt_a, batches[2:])
+    _train(b, opt_b, batches[2:])
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_lr_scheduler_reaches_both_groups():
+    model, _ = _twins()
+    opt = make_optimizer("lazy-adam", model, 0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    _train(model, opt, [torch.tensor([1])])
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.05, 0.05]
+    assert opt.inner.param_groups[0]["lr"] == 0.05
+
+
+def test_clip_grad_norm_treats_sparse_and_dense_alike():
+    sparse_model, dense_model = _twins()
+    for m in (sparse_model, dense_model):
+        m.zero_grad()
+        (m(torch.tensor([1, 1, 3])) * 10).sum().backward()
+        clip_grad_norm(m.parameters(), 0.5)
+    torch.testing.assert_close(sparse_model.table.weight.grad.to_dense(), dense_model.table.weight.grad)
+    torch.testing.assert_close(sparse_model.out.weight.grad, dense_model.out.weight.grad)
+    total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in dense_model.parameters()]))
+    assert total == pytest.approx(0.5, rel=1e-4)
+
+
+def test_every_optimizer_choice_has_help(cli):
+    invoke, _, _ = cli
+    out = invoke("run", "--help", dirs=False)
+    for name in OPTIMIZERS:
+        assert name in out.output
+
+
+@pytest.mark.parametrize("name", ["lazy-adam", "rowwise-adagrad"])
+def test_a_run_records_its_optimizer_and_resumes_identically(name, tiny, tmp_path):
+    """The record says which optimizer ran, and an interrupted run resumes (its optimizer state
+    from the checkpoint) to exactly the numbers of an uninterrupted one."""
+    from dinbench.checkpoint import RunInterrupted
+    from dinbench.config import RunConfig
+    from dinbench.train import train_run
+
+    cfg = RunConfig(dataset="synthetic", pooler="din", epochs=2, batch_size=64, optimizer=name)
+    _, whole = train_run(cfg, tiny, tmp_path / "whole")
+    assert whole["config"]["optimizer"] == name
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 5  # mid-way through epoch 1
+
+    with pytest.raises(RunInterrupted) as info:
+        train_run(cfg, tiny, tmp_path / "again", stop=stop)
+    _, resumed = train_run(cfg, tiny, tmp_path / "again", resume_dir=info.value.run_dir)
+    assert resumed["test"] == whole["test"]
+    assert [e.get("valid") for e in resumed["epochs"]] == [e.get("valid") for e in whole["epochs"]]
+
+
+def test_unknown_optimizer_is_one_line(cli):
+    invoke, _, _ = cli
+    out = invoke("run", "--dataset", "synthetic", "--optimizer", "adamw")
+    assert out.exit_code != 0
+    assert "adamw" in out.output and "lazy-adam" in out.output and "Traceback" not in out.output
+
+
+def test_the_model_trains_its_tables_with_sparse_gradients(tiny):
+    """With a row-sparse optimizer the CTR model's tables get sparse gradients, mini-batch L2 and
+    clipping included (a dense term would turn them dense, and the cost back to the catalogue's)."""
+    from dinbench.config import RunConfig
+    from dinbench.runtime import LocalRuntime
+    from dinbench.train import Trainer
+
+    cfg = RunConfig(dataset="synthetic", pooler="din", optimizer="lazy-adam", l2_minibatch=0.01, grad_clip=1.0)
+    trainer = Trainer(cfg, tiny, LocalRuntime())
+    emb = trainer.learner.model.embeddings
+    before = emb.item.weight.detach().clone()
+    rows = torch.arange(64).numpy()
+    trainer.step(rows)
+    assert emb.item.weight.grad.is_sparse and emb.category.weight.grad.is_sparse
+    touched = torch.zeros(len(before), dtype=torch.bool)
+    touched[emb.item.weight.grad.coalesce().indices()[0]] = True
+    assert torch.equal(emb.item.weight.detach()[~touched], before[~touched])
