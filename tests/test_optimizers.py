@@ -153,13 +153,16 @@ def test_every_optimizer_choice_has_help(cli):
 
 
 @pytest.mark.parametrize("name", ["lazy-adam", "rowwise-adagrad"])
-def test_a_run_records_its_optimizer_and_resumes_identically(name, tiny, tmp_path):
+def test_a_run_records_its_optimizer_and_resumes_identically(name, tiny, tmp_path, monkeypatch):
     """The record says which optimizer ran, and an interrupted run resumes (its optimizer state
     from the checkpoint) to exactly the numbers of an uninterrupted one."""
     from dinbench.checkpoint import RunInterrupted
     from dinbench.config import RunConfig
     from dinbench.train import train_run
 
+    from dinbench import optimizers
+
+    monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 1)  # the sparse path (the tiny tables are small)
     cfg = RunConfig(dataset="synthetic", pooler="din", epochs=2, batch_size=64, optimizer=name)
     _, whole = train_run(cfg, tiny, tmp_path / "whole")
     assert whole["config"]["optimizer"] == name
@@ -183,20 +186,40 @@ def test_unknown_optimizer_is_one_line(cli):
     assert "adamw" in out.output and "lazy-adam" in out.output and "Traceback" not in out.output
 
 
-def test_the_model_trains_its_tables_with_sparse_gradients(tiny):
-    """With a row-sparse optimizer the CTR model's tables get sparse gradients, mini-batch L2 and
-    clipping included (a dense term would turn them dense, and the cost back to the catalogue's)."""
+@pytest.mark.parametrize("min_rows", [1, 10**9], ids=["sparse gradients", "dense gradients"])
+def test_the_model_updates_only_the_touched_rows(tiny, monkeypatch, min_rows):
+    """With a row-sparse optimizer the CTR model's large tables get sparse gradients (mini-batch L2
+    and clipping included: a dense term would turn them dense, and the cost back to the catalogue's)
+    and small ones dense gradients; either way only the rows the batch touched change."""
+    from dinbench import optimizers
     from dinbench.config import RunConfig
     from dinbench.runtime import LocalRuntime
     from dinbench.train import Trainer
 
+    monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", min_rows)
     cfg = RunConfig(dataset="synthetic", pooler="din", optimizer="lazy-adam", l2_minibatch=0.01, grad_clip=1.0)
     trainer = Trainer(cfg, tiny, LocalRuntime())
     emb = trainer.learner.model.embeddings
     before = emb.item.weight.detach().clone()
-    rows = torch.arange(64).numpy()
-    trainer.step(rows)
-    assert emb.item.weight.grad.is_sparse and emb.category.weight.grad.is_sparse
+    trainer.step(torch.arange(64).numpy())
+    grad = emb.item.weight.grad
+    assert grad.is_sparse == (min_rows == 1) and emb.category.weight.grad.is_sparse == (min_rows == 1)
     touched = torch.zeros(len(before), dtype=torch.bool)
-    touched[emb.item.weight.grad.coalesce().indices()[0]] = True
+    touched[grad.coalesce().indices()[0] if grad.is_sparse else grad.abs().sum(1).nonzero().squeeze(1)] = True
+    assert 0 < touched.sum() < len(before)
     assert torch.equal(emb.item.weight.detach()[~touched], before[~touched])
+    assert not torch.equal(emb.item.weight.detach()[touched], before[touched])
+
+
+def test_sparse_and_dense_table_gradients_give_the_same_run(tiny, monkeypatch, tmp_path):
+    from dinbench import optimizers
+    from dinbench.config import RunConfig
+    from dinbench.train import train_run
+
+    cfg = RunConfig(dataset="synthetic", pooler="din", epochs=1, batch_size=64, optimizer="lazy-adam")
+    monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 1)
+    _, sparse = train_run(cfg, tiny, tmp_path / "sparse")
+    monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 10**9)
+    _, dense = train_run(cfg, tiny, tmp_path / "dense")
+    for metric in ("auc", "gauc", "logloss"):
+        assert sparse["test"][metric] == pytest.approx(dense["test"][metric], abs=1e-5)
