@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dinbench.batches import BehaviourStore, batch_indices
+from dinbench.batches import batch_indices, make_store
 from dinbench.errors import DinbenchError
 from dinbench.config import RunConfig
 from dinbench.train import train_run
@@ -25,12 +25,12 @@ def _user_sequences(p):
 @pytest.mark.parametrize("max_len", [3, 50])
 @pytest.mark.parametrize("split", ["train", "valid", "test"])
 def test_gather_returns_the_users_earlier_behaviours(tiny, split, max_len):
-    store = BehaviourStore(tiny)
+    store = make_store(tiny)
     frame = tiny.splits[split]
     samples = store.samples(frame, max_len)
     seqs = _user_sequences(tiny)
     idx = np.random.default_rng(0).permutation(len(samples))[:150]
-    batch = store.gather(samples, idx)
+    batch = store.batch(samples, idx)
     B, L = batch.hist_item.shape
     assert B == len(idx)
     assert L == max(min(int(frame["hist_end"].iloc[i]), max_len) for i in idx)  # padded to the batch's longest
