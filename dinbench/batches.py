@@ -126,7 +126,7 @@ class BehaviourStore:
         self.category = torch.from_numpy(_compact(beh["category"].to_numpy(np.int64))).to(self.device)  # [rows]
         self.time = torch.from_numpy(_compact(beh["time"].to_numpy(np.int64))).to(self.device)  # [rows]
         self.user_start = prepared.user_start
-        self._time_host = beh["time"].to_numpy(np.int64)  # target times of the samples
+        self._behaviours = beh  # for the samples' target times (host)
 
     def samples(self, frame: pd.DataFrame, max_len: int) -> SampleSet:
         user = frame["user"].to_numpy(np.int32)
@@ -140,7 +140,7 @@ class BehaviourStore:
             label=frame["label"].to_numpy(np.float32),
             hist_start=abs_end - hist_len,
             hist_len=hist_len,
-            target_time=self._time_host[abs_end],
+            target_time=self._behaviours["time"].to_numpy(np.int64)[abs_end],
         )
         on_device = DeviceSamples(**{k: torch.tensor(host[k], device=self.device) for k in
                                      ("item", "category", "label", "hist_start", "hist_len", "target_time")})
@@ -154,9 +154,10 @@ class BehaviourStore:
     def batch(self, s: SampleSet, rows: Rows | np.ndarray) -> Batch:
         """The batch of samples ``rows`` of ``s``, gathered on the store's device.
 
-        No host sync: the batch width L and the real positions N are read from the host ``hist_len``;
-        ``row``/``pos`` come from ``repeat_interleave`` with its output size given (``nonzero`` would
-        wait for the device). A numpy ``rows`` is uploaded first (one copy).
+        No host sync: the batch width L and the number of real positions N are read from the host
+        ``hist_len``; ``row``/``pos`` come from ``repeat_interleave`` with its output size given
+        (``nonzero`` would wait for the device). Every gather is an ``index_select`` (on CPU several
+        times faster than advanced indexing). A numpy ``rows`` is uploaded first (one copy).
         """
         if not isinstance(rows, Rows):
             rows = self.rows(rows)
@@ -164,26 +165,33 @@ class BehaviourStore:
         width = max(int(lens_host.max()) if len(lens_host) else 1, 1)  # L
         n = int(lens_host.sum())  # N
         d, idx, dev = s.on_device, rows.device, self.device
-        lens = d.hist_len[idx]  # [B]
+
+        def pick(t: torch.Tensor) -> torch.Tensor:  # [samples] -> [B]
+            return t.index_select(0, idx)
+
+        lens = pick(d.hist_len)  # [B]
         offs = torch.arange(width, device=dev)  # [L]
         mask = offs[None, :] < lens[:, None]  # [B, L]
-        beh = torch.where(mask, d.hist_start[idx][:, None] + offs[None, :], 0)  # [B, L] behaviour rows, 0 at padding
-        hist_item = torch.where(mask, self.item[beh].long(), 0)  # [B, L]
-        hist_cat = torch.where(mask, self.category[beh].long(), 0)  # [B, L]
-        age = torch.where(mask, d.target_time[idx][:, None] - self.time[beh].long(), 0)  # [B, L] int64
+        padding = ~mask
+        # behaviour rows, flat [B * L]; padding positions point at some valid row and are zeroed below
+        beh = (pick(d.hist_start)[:, None] + offs[None, :]).clamp_(max=len(self.item) - 1).view(-1)
+
+        def history(column: torch.Tensor) -> torch.Tensor:  # [rows] -> [B, L]
+            return column.index_select(0, beh).view(mask.shape)
+
+        age = (pick(d.target_time)[:, None] - history(self.time)).masked_fill_(padding, 0)  # [B, L] int64
         row = torch.repeat_interleave(torch.arange(len(idx), device=dev), lens, output_size=n)  # [N] row-major
         first = torch.cumsum(lens, 0) - lens  # [B] index in [0, N) of each row's first real position
-        pos = torch.arange(n, device=dev) - first[row]  # [N]
         return Batch(
-            item=d.item[idx].long(),
-            category=d.category[idx].long(),
-            hist_item=hist_item,
-            hist_category=hist_cat,
+            item=pick(d.item).long(),
+            category=pick(d.category).long(),
+            hist_item=history(self.item).long().masked_fill_(padding, 0),
+            hist_category=history(self.category).long().masked_fill_(padding, 0),
             mask=mask,
             age=age.float(),
-            label=d.label[idx],
+            label=pick(d.label),
             row=row,
-            pos=pos,
+            pos=torch.arange(n, device=dev) - first.index_select(0, row),  # [N]
         )
 
 
