@@ -115,9 +115,9 @@ def predict(
         batch = store.batch(samples, rows)
         with autocast(precision, device):
             logits, weights = model(batch)  # [b], [b, L] or None
-        probs[rows.device] = torch.sigmoid(logits).float()
+        probs.index_copy_(0, rows.device, torch.sigmoid(logits).float())  # [b] into [N]
         if attn is not None and weights is not None:
-            attn[rows.device] = weights.double().sum(-1)  # poolers give padding weight 0
+            attn.index_copy_(0, rows.device, weights.double().sum(-1))  # poolers give padding weight 0
     out = probs.cpu().numpy().astype(np.float64)
     return (out, attn.cpu().numpy()) if attention else out
 
