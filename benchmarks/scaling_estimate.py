@@ -46,7 +46,7 @@ SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 from dinbench import poolers  # noqa: E402
-from dinbench.batches import BehaviourStore, batch_indices  # noqa: E402
+from dinbench.batches import batch_indices, make_store  # noqa: E402
 from dinbench.config import RunConfig  # noqa: E402
 from dinbench.prepared import contract  # noqa: E402
 from dinbench.model.build import build_model  # noqa: E402
@@ -118,12 +118,12 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
                  the fixed cost per step (Python, autograd, operator dispatch).
     """
     cfg = RunConfig(dataset=prepared.name, pooler=spec)
-    store = BehaviourStore(prepared)
+    store = make_store(prepared)
     train = store.samples(prepared.splits["train"], cfg.max_len)
     test = store.samples(prepared.splits["test"], cfg.max_len)
     idx = batch_indices(len(train), cfg.batch_size, np.random.default_rng(0))[: steps + 3]
     t = time.perf_counter()
-    batches = [store.gather(train, i) for i in idx]
+    batches = [store.batch(train, i) for i in idx]
     gather = (time.perf_counter() - t) / len(batches)
     torch.manual_seed(0)
     sized = type("Sized", (), {"n_items": max(target["items"], prepared.n_items),
@@ -134,7 +134,7 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
     predict(model, store, test, cfg.eval_batch_size, torch.device("cpu"))
     score_rows_s = len(test) / (time.perf_counter() - t)
     small = type("Small", (), {"n_items": 64, "n_categories": 64})()
-    tiny = [_tiny_ids(b, 64) for b in (store.gather(train, i[:8]) for i in idx)]
+    tiny = [_tiny_ids(b, 64) for b in (store.batch(train, i[:8]) for i in idx)]
     floor_model = build_model(cfg, small)
     floor_step = _steps(floor_model, tiny, cfg.lr)
     floor_model.eval()

@@ -155,11 +155,11 @@ def _setup(job: dict):
     import torch
 
     torch.set_num_threads(job["threads"])
-    from dinbench.batches import BehaviourStore
+    from dinbench.batches import make_store
     from dinbench.prepared.contract import load
 
     prepared = load(Path(job["data_dir"]), "amazon-beauty")
-    store = BehaviourStore(prepared)
+    store = make_store(prepared)
     train = store.samples(prepared.splits["train"], job["max_len"])
     test = store.samples(prepared.splits["test"], job["max_len"])
     return prepared, store, train, test
@@ -187,7 +187,7 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
         model.train()
         t0 = time.perf_counter()
         for idx in batch_indices(len(train), cfg.batch_size, rng):
-            batch = store.gather(train, idx)
+            batch = store.batch(train, idx)
             logits, _ = model(batch)
             loss = loss_fn(logits, batch.label)
             optimizer.zero_grad(set_to_none=True)
@@ -297,8 +297,9 @@ def work_peer(job: dict) -> dict:
         offs = np.arange(L)
         mask = offs[None, :] < lens[:, None]
         rows = np.where(mask, s.hist_start[:, None] + offs[None, :], 0)
+        beh_item, beh_cate = (prepared.behaviours[c].to_numpy(np.int64) for c in ("item", "category"))
         return {"item": s.item.astype(np.int64), "cate": s.category.astype(np.int64),
-                "hist_item": np.where(mask, store.item[rows], 0), "hist_cate": np.where(mask, store.category[rows], 0),
+                "hist_item": np.where(mask, beh_item[rows], 0), "hist_cate": np.where(mask, beh_cate[rows], 0),
                 "seq_length": lens.astype(np.int64)}
 
     n_items, n_cats = prepared.n_items + 1, prepared.n_categories + 1

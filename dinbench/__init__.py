@@ -3,7 +3,7 @@
 Data flow, one folder per stage:
     sources/   raw data -> behaviours (synthetic generator, user CSV/Parquet import)
     prepared/  the prepared-data contract: behaviours + train/valid/test samples on disk
-    batches.py samples -> padded tensors, gathered from the ragged behaviour store
+    batches.py samples -> padded tensors, gathered on the device from the ragged behaviour store
     model/     embeddings, the pooler slot and the MLP of the Embedding&MLP CTR model
     poolers/   interchangeable user-interest poolers (one file each, one registry line)
     metrics.py AUC, GAUC, logloss

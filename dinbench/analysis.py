@@ -166,7 +166,7 @@ def _weights(model, store, samples, idx: np.ndarray, batch_size: int = 4096):
     with torch.inference_mode():
         for start in range(0, len(idx), batch_size):
             part = idx[start:start + batch_size]
-            batch = store.gather(samples, part)
+            batch = store.batch(samples, part)
             _, w = model(batch)
             if w is None:
                 yield part, batch, None

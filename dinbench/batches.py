@@ -1,9 +1,18 @@
-"""Samples -> padded tensors, gathered from the ragged behaviour store.
+"""Samples -> padded tensors, gathered on the training device from the ragged behaviour store.
 
 Histories are never materialised as a dense [rows x max_len] matrix. A sample points at its
 user's behaviours (``abs_end`` = row of the target in the behaviours table, history = the
-``hist_len`` rows before it); a batch gathers exactly those rows with one vectorised index
-computation and pads to the batch's own longest history.
+``hist_len`` rows before it); a batch gathers exactly those rows with tensor index ops and pads
+to the batch's own longest history.
+
+Where the data lives: ``make_store(prepared, device)`` moves the behaviours table (item, category,
+time) to ``device`` once, and ``store.samples`` gives each split's sample arrays on the device too
+(``SampleSet.on_device``), beside the numpy arrays host code reads (metrics, bucketing, batch widths,
+analyses). A batch is then gathered on the device with one code path for CPU and CUDA and without a
+host sync: its width (longest history) and its number of real positions N come from the numpy
+``hist_len``, and the index order of a whole epoch goes to the device once (``store.rows``).
+``NumpyOracle`` is the numpy gather of earlier versions, kept only as the test oracle (and for
+benchmarks/gather.py): both give identical batches (tests/test_batches.py).
 
 Layout of a batch's history: oldest first, left-aligned, padding on the right (mask False).
 """
@@ -18,10 +27,28 @@ import torch
 
 from dinbench.prepared.contract import Prepared
 
+INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass
+class DeviceSamples:
+    """A split's sample arrays on the store's device (what the gather reads); N = samples."""
+
+    item: torch.Tensor  # [N] int32 candidate item
+    category: torch.Tensor  # [N] int32 candidate category
+    label: torch.Tensor  # [N] float32 0/1
+    hist_start: torch.Tensor  # [N] int64
+    hist_len: torch.Tensor  # [N] int64
+    target_time: torch.Tensor  # [N] int64
+
+    def subset(self, rows: torch.Tensor) -> "DeviceSamples":
+        return DeviceSamples(*(t[rows] for t in self.__dict__.values()))
+
 
 @dataclass
 class SampleSet:
-    """One split's samples as flat arrays, with histories truncated to ``max_len``."""
+    """One split's samples as flat numpy arrays (for host code), with histories truncated to
+    ``max_len``, and the same arrays on the store's device (``on_device``, for gathering)."""
 
     user: np.ndarray  # [N] int32
     item: np.ndarray  # [N] int32 candidate item
@@ -30,9 +57,16 @@ class SampleSet:
     hist_start: np.ndarray  # [N] int64 first history row in the behaviours table
     hist_len: np.ndarray  # [N] int64 number of history rows (<= max_len)
     target_time: np.ndarray  # [N] int64 time of the target behaviour
+    on_device: DeviceSamples
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def subset(self, rows: np.ndarray) -> "SampleSet":
+        """The samples ``rows`` (in that order), on the host and on the device."""
+        host = {k: v[rows] for k, v in self.__dict__.items() if k != "on_device"}
+        device_rows = torch.tensor(np.asarray(rows, dtype=np.int64), device=self.on_device.label.device)
+        return SampleSet(**host, on_device=self.on_device.subset(device_rows))
 
 
 @dataclass
@@ -49,77 +83,115 @@ class Batch:
     row: torch.Tensor  # [N] long, batch row of each real history position (row-major, N = mask.sum())
     pos: torch.Tensor  # [N] long, its position in [0, L)
 
-    def to(self, device: torch.device) -> "Batch":
-        """The batch on ``device``. On CUDA the host tensors are pinned first, so the copies are
-        asynchronous (``non_blocking``) and overlap with the GPU's work; elsewhere a plain ``to``."""
-        device = torch.device(device)
-        if device.type == "cpu":
-            return self
-        pin = device.type == "cuda"
-        return Batch(*((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in self.__dict__.values()))
+
+@dataclass
+class Rows:
+    """Row indices of samples, on the host (numpy, for widths and sizes) and on the device (for
+    gathering). Slicing gives views of both: an epoch's order is uploaded once and cut into batches."""
+
+    host: np.ndarray  # [B] int64
+    device: torch.Tensor  # [B] long, the same indices on the store's device
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    def __getitem__(self, part: slice) -> "Rows":
+        return Rows(self.host[part], self.device[part])
 
 
 def make_store(prepared: Prepared, device: torch.device | str = "cpu") -> "BehaviourStore":
-    """The behaviour store that training, evaluation and the analyses draw their batches from.
-
-    The one factory: a store that keeps the behaviours on ``device`` can replace today's numpy
-    store here without its users changing. Today's store gathers on the CPU (numpy) and moves each
-    batch to ``device`` in ``BehaviourStore.batch``.
-    """
+    """The behaviour store that training, evaluation and the analyses draw their batches from, with
+    the behaviours table on ``device`` (moved there once, here)."""
     return BehaviourStore(prepared, device)
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """int32 when every value fits (half the memory: 100 M behaviours x 3 columns), else int64."""
+    if len(values) == 0 or (values.min() >= -INT32_MAX and values.max() <= INT32_MAX):
+        return values.astype(np.int32)
+    return values.astype(np.int64)
+
+
 class BehaviourStore:
-    """The behaviours table as flat numpy columns, indexable by row; batches go to ``device``."""
+    """The behaviours table as flat columns on ``device`` (int32 where the values fit), indexable by row.
+
+    ``item``, ``category``, ``time``: [rows] tensors on ``device``. Host code that needs the columns
+    in numpy reads them from ``prepared.behaviours``.
+    """
 
     def __init__(self, prepared: Prepared, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         beh = prepared.behaviours
-        self.item = beh["item"].to_numpy(np.int64)
-        self.category = beh["category"].to_numpy(np.int64)
-        self.time = beh["time"].to_numpy(np.int64)
+        self.item = torch.from_numpy(_compact(beh["item"].to_numpy(np.int64))).to(self.device)  # [rows]
+        self.category = torch.from_numpy(_compact(beh["category"].to_numpy(np.int64))).to(self.device)  # [rows]
+        self.time = torch.from_numpy(_compact(beh["time"].to_numpy(np.int64))).to(self.device)  # [rows]
         self.user_start = prepared.user_start
+        self._behaviours = beh  # for the samples' target times (host)
 
     def samples(self, frame: pd.DataFrame, max_len: int) -> SampleSet:
         user = frame["user"].to_numpy(np.int32)
         hist_end = frame["hist_end"].to_numpy(np.int64)
         abs_end = self.user_start[user] + hist_end  # row of the target behaviour
         hist_len = np.minimum(hist_end, max_len)
-        return SampleSet(
+        host = dict(
             user=user,
             item=frame["item"].to_numpy(np.int32),
             category=frame["category"].to_numpy(np.int32),
             label=frame["label"].to_numpy(np.float32),
             hist_start=abs_end - hist_len,
             hist_len=hist_len,
-            target_time=self.time[abs_end],
+            target_time=self._behaviours["time"].to_numpy(np.int64)[abs_end],
         )
+        on_device = DeviceSamples(**{k: torch.tensor(host[k], device=self.device) for k in
+                                     ("item", "category", "label", "hist_start", "hist_len", "target_time")})
+        return SampleSet(**host, on_device=on_device)
 
-    def batch(self, s: SampleSet, idx: np.ndarray) -> Batch:
-        """The batch of rows ``idx`` of ``s`` on the store's device (what training and scoring use)."""
-        return self.gather(s, idx).to(self.device)
+    def rows(self, idx: np.ndarray) -> Rows:
+        """Sample indices ``idx`` on the host and the device: one copy to the device."""
+        host = np.asarray(idx, dtype=np.int64)
+        return Rows(host, torch.tensor(host, device=self.device))
 
-    def gather(self, s: SampleSet, idx: np.ndarray) -> Batch:
-        """Build the batch of rows ``idx`` of ``s`` (vectorised, no per-row Python)."""
-        lens = s.hist_len[idx]  # [B]
-        width = max(int(lens.max()) if len(lens) else 1, 1)
-        offs = np.arange(width)  # [L]
+    def batch(self, s: SampleSet, rows: Rows | np.ndarray) -> Batch:
+        """The batch of samples ``rows`` of ``s``, gathered on the store's device.
+
+        No host sync: the batch width L and the number of real positions N are read from the host
+        ``hist_len``; ``row``/``pos`` come from ``repeat_interleave`` with its output size given
+        (``nonzero`` would wait for the device). Every gather is an ``index_select`` (on CPU several
+        times faster than advanced indexing). A numpy ``rows`` is uploaded first (one copy).
+        """
+        if not isinstance(rows, Rows):
+            rows = self.rows(rows)
+        lens_host = s.hist_len[rows.host]  # [B]
+        width = max(int(lens_host.max()) if len(lens_host) else 1, 1)  # L
+        n = int(lens_host.sum())  # N
+        d, idx, dev = s.on_device, rows.device, self.device
+
+        def pick(t: torch.Tensor) -> torch.Tensor:  # [samples] -> [B]
+            return t.index_select(0, idx)
+
+        lens = pick(d.hist_len)  # [B]
+        offs = torch.arange(width, device=dev)  # [L]
         mask = offs[None, :] < lens[:, None]  # [B, L]
-        rows = np.where(mask, s.hist_start[idx][:, None] + offs[None, :], 0)  # [B, L]
-        hist_item = np.where(mask, self.item[rows], 0)
-        hist_cat = np.where(mask, self.category[rows], 0)
-        age = np.where(mask, s.target_time[idx][:, None] - self.time[rows], 0)
-        row, pos = np.nonzero(mask)  # [N], [N], row-major
+        padding = ~mask
+        # behaviour rows, flat [B * L]; padding positions point at some valid row and are zeroed below
+        beh = (pick(d.hist_start)[:, None] + offs[None, :]).clamp_(max=len(self.item) - 1).view(-1)
+
+        def history(column: torch.Tensor) -> torch.Tensor:  # [rows] -> [B, L]
+            return column.index_select(0, beh).view(mask.shape)
+
+        age = (pick(d.target_time)[:, None] - history(self.time)).masked_fill_(padding, 0)  # [B, L] int64
+        row = torch.repeat_interleave(torch.arange(len(idx), device=dev), lens, output_size=n)  # [N] row-major
+        first = torch.cumsum(lens, 0) - lens  # [B] index in [0, N) of each row's first real position
         return Batch(
-            item=torch.from_numpy(s.item[idx].astype(np.int64)),
-            category=torch.from_numpy(s.category[idx].astype(np.int64)),
-            hist_item=torch.from_numpy(hist_item),
-            hist_category=torch.from_numpy(hist_cat),
-            mask=torch.from_numpy(mask),
-            age=torch.from_numpy(age.astype(np.float32)),
-            label=torch.from_numpy(s.label[idx]),
-            row=torch.from_numpy(row.astype(np.int64)),
-            pos=torch.from_numpy(pos.astype(np.int64)),
+            item=pick(d.item).long(),
+            category=pick(d.category).long(),
+            hist_item=history(self.item).long().masked_fill_(padding, 0),
+            hist_category=history(self.category).long().masked_fill_(padding, 0),
+            mask=mask,
+            age=age.float(),
+            label=pick(d.label),
+            row=row,
+            pos=torch.arange(n, device=dev) - first.index_select(0, row),  # [N]
         )
 
 
@@ -154,3 +226,39 @@ def length_sorted_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarr
     """Batches for evaluation: rows sorted by history length (scores are written back by index)."""
     order = np.argsort(lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# ----------------------------------------------------------------------------- the numpy test oracle
+
+
+class NumpyOracle:
+    """The numpy gather of earlier versions, on the host: kept only as the oracle the device gather
+    is tested against (tests/test_batches.py) and measured against (benchmarks/gather.py). Training,
+    scoring and analyses never use it."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        beh = prepared.behaviours
+        self.item, self.category, self.time = (beh[c].to_numpy(np.int64) for c in ("item", "category", "time"))
+
+    def batch(self, s: SampleSet, idx: np.ndarray) -> Batch:
+        """The batch of samples ``idx`` of ``s`` (vectorised numpy, CPU tensors)."""
+        lens = s.hist_len[idx]  # [B]
+        width = max(int(lens.max()) if len(lens) else 1, 1)
+        offs = np.arange(width)  # [L]
+        mask = offs[None, :] < lens[:, None]  # [B, L]
+        rows = np.where(mask, s.hist_start[idx][:, None] + offs[None, :], 0)  # [B, L]
+        hist_item = np.where(mask, self.item[rows], 0)
+        hist_cat = np.where(mask, self.category[rows], 0)
+        age = np.where(mask, s.target_time[idx][:, None] - self.time[rows], 0)
+        row, pos = np.nonzero(mask)  # [N], [N], row-major
+        return Batch(
+            item=torch.from_numpy(s.item[idx].astype(np.int64)),
+            category=torch.from_numpy(s.category[idx].astype(np.int64)),
+            hist_item=torch.from_numpy(hist_item),
+            hist_category=torch.from_numpy(hist_cat),
+            mask=torch.from_numpy(mask),
+            age=torch.from_numpy(age.astype(np.float32)),
+            label=torch.from_numpy(s.label[idx]),
+            row=torch.from_numpy(row.astype(np.int64)),
+            pos=torch.from_numpy(pos.astype(np.int64)),
+        )

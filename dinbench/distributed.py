@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -42,6 +42,7 @@ import torch.distributed as tdist
 from torch import nn
 from torch.nn import functional as F
 
+from dinbench.batches import Rows
 from dinbench.config import RunConfig
 from dinbench.errors import DinbenchError
 from dinbench.runtime import predict, resolve_device, unarmed_signals
@@ -124,9 +125,13 @@ class DistributedRuntime:
         # so DDP need not search the graph for unused ones
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
 
-    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, int]:
-        """This rank's contiguous slice of the global batch ``idx``, and how many of its rows count."""
-        part = np.array_split(idx, self.world)[self.rank]
+    def shard(self, idx: Rows) -> tuple[Rows, int]:
+        """This rank's contiguous slice of the global batch ``idx`` (``Rows`` or a numpy array), and how
+        many of its rows count. The slices are ``numpy.array_split``'s: the first ``len % world`` ranks
+        take one row more. A slice is a view, so the rows already on the device are not copied again."""
+        size, extra = divmod(len(idx), self.world)
+        start = self.rank * size + min(self.rank, extra)
+        part = idx[start : start + size + (self.rank < extra)]
         if len(part) == 0:  # fewer rows than ranks: one row, weight 0, so every rank joins the all-reduce
             return idx[:1], 0
         return part, len(part)
@@ -143,7 +148,7 @@ class DistributedRuntime:
                 precision: str = "fp32"):
         """``runtime.predict`` over all of ``samples``, each rank scoring every W-th row, all-gathered."""
         rows = np.arange(len(samples))[self.rank :: self.world]
-        part = type(samples)(**{f.name: getattr(samples, f.name)[rows] for f in fields(samples)})
+        part = samples.subset(rows)
         mine = predict(model, store, part, batch_size, device, attention=attention, precision=precision)
         gathered: list[Any] = [None] * self.world
         tdist.all_gather_object(gathered, (rows, mine))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dinbench.batches import BehaviourStore, SampleSet, length_sorted_indices
+from dinbench.batches import BehaviourStore, Rows, SampleSet, length_sorted_indices
 from dinbench.checkpoint import StopFlag
 from dinbench.errors import DinbenchError
 
@@ -91,23 +91,35 @@ def predict(
     model: nn.Module, store: BehaviourStore, samples: SampleSet, batch_size: int, device, *, attention: bool = False,
     precision: str = "fp32",
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Click probabilities for every sample, in order (batches come from ``store`` on its device).
+    """Click probabilities for every sample, in order (batches gathered by ``store`` on its device).
 
     With ``attention=True`` returns ``(probs, attention_sum)`` from the same single pass:
     ``attention_sum`` is each sample's sum of the pooler's weights over the real (unpadded) history
     positions, NaN for every sample when the pooler returns no weights.
+
+    Rows are scored in batches of ``batch_size``, shortest histories first (little padding); the
+    row order goes to the device once and the scores stay there until the one copy back at the end.
     """
     model.eval()
-    out = np.empty(len(samples), dtype=np.float64)  # [N]
-    attn = np.full(len(samples), np.nan, dtype=np.float64) if attention else None  # [N]
-    for idx in length_sorted_indices(samples.hist_len, batch_size):
-        batch = store.batch(samples, idx)
-        with autocast(precision, torch.device(device)):
+    device = torch.device(device)
+    n = len(samples)
+    batches = length_sorted_indices(samples.hist_len, batch_size)
+    order = store.rows(np.concatenate(batches) if batches else np.zeros(0, np.int64))  # [N], one upload
+    # float32 holds a sigmoid of float32 or bfloat16 exactly; the sums of weights are taken in float64
+    probs = torch.empty(n, dtype=torch.float32, device=store.device)  # [N]
+    attn = torch.full((n,), torch.nan, dtype=torch.float64, device=store.device) if attention else None  # [N]
+    start = 0
+    for idx in batches:
+        rows = order[start : start + len(idx)]
+        start += len(idx)
+        batch = store.batch(samples, rows)
+        with autocast(precision, device):
             logits, weights = model(batch)  # [b], [b, L] or None
-        out[idx] = torch.sigmoid(logits).double().cpu().numpy()
+        probs.index_copy_(0, rows.device, torch.sigmoid(logits).float())  # [b] into [N]
         if attn is not None and weights is not None:
-            attn[idx] = weights.double().sum(-1).cpu().numpy()  # poolers give padding weight 0
-    return (out, attn) if attention else out
+            attn.index_copy_(0, rows.device, weights.double().sum(-1))  # poolers give padding weight 0
+    out = probs.cpu().numpy().astype(np.float64)
+    return (out, attn.cpu().numpy()) if attention else out
 
 
 # ----------------------------------------------------------------------------- runtimes
@@ -123,7 +135,7 @@ class Runtime(Protocol):
 
     def wrap(self, model: nn.Module) -> nn.Module: ...
 
-    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, int]: ...
+    def shard(self, idx: Rows) -> tuple[Rows, int]: ...
 
     def objective(self, logits: torch.Tensor, label: torch.Tensor, n_real: int,
                   n_global: int) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -159,7 +171,7 @@ class LocalRuntime:
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
-    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, int]:
+    def shard(self, idx: Rows) -> tuple[Rows, int]:
         return idx, len(idx)
 
     def objective(self, logits: torch.Tensor, label: torch.Tensor, n_real: int, n_global: int):

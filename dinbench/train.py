@@ -29,7 +29,7 @@ from torch import nn
 
 from dinbench import checkpoint, optimizers
 from dinbench.atomic import write_atomic
-from dinbench.batches import BehaviourStore, SampleSet, batch_indices, bucketed_batch_indices, make_store
+from dinbench.batches import BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
@@ -42,6 +42,7 @@ from dinbench.records import SCHEMA, environment, new_run_dir, write_record
 from dinbench.runtime import LocalRuntime, Runtime, autocast, resolve_device
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+CHECK_EVERY = 50  # steps between two reads of the loss on the host (the only syncs of a training epoch)
 PREDICTION_FILES = {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
 
 
@@ -51,6 +52,37 @@ class Diverged(Exception):
     def __init__(self, epoch: int, step: int, value: float) -> None:
         super().__init__(f"training loss became {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
+
+
+class EpochLoss:
+    """An epoch's summed loss (batch loss x rows) kept on the device, and the first step whose loss was
+    not finite: ``add`` queues a few device ops and never waits for the device; ``check`` reads both
+    back (a host sync) and raises Diverged with the epoch and that first step.
+
+    The sum is float64 (float32 on MPS, which has no float64), added in the same order as the host
+    sum of earlier versions, so an epoch's train_loss is the same to the last bit.
+    """
+
+    def __init__(self, start: float, device: torch.device) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.total = torch.tensor(start, dtype=dtype, device=device)  # []
+        self.bad_step = torch.zeros((), dtype=torch.long, device=device)  # [] first non-finite step, 0: none yet
+        self.bad_value = torch.zeros((), dtype=torch.float32, device=device)  # [] its loss
+
+    def add(self, loss: torch.Tensor, rows: int, step: int) -> None:
+        """Count the batch loss ``loss`` (a 0-d tensor) of ``rows`` rows at ``step`` (1-based)."""
+        loss = loss.detach()
+        self.total += loss.to(self.total.dtype) * rows
+        first = ~torch.isfinite(loss) & (self.bad_step == 0)  # [] bool
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_value = torch.where(first, loss.float(), self.bad_value)
+
+    def check(self, epoch: int) -> float:
+        """The sum so far (a host sync); raises Diverged if a step's loss was NaN or infinite."""
+        step = int(self.bad_step)
+        if step:
+            raise Diverged(epoch, step, float(self.bad_value))
+        return float(self.total)
 
 
 @dataclass
@@ -122,10 +154,11 @@ def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch
     )
     regularizer = None
     if cfg.l2_minibatch > 0:
-        store, train = data.store, data.train
+        beh, train = prepared.behaviours, data.train
         regularizer = MiniBatchL2(
-            feature_counts(store.item, train.hist_start, train.hist_len, train.item, prepared.n_items),
-            feature_counts(store.category, train.hist_start, train.hist_len, train.category, prepared.n_categories),
+            feature_counts(beh["item"].to_numpy(np.int64), train.hist_start, train.hist_len, train.item, prepared.n_items),
+            feature_counts(beh["category"].to_numpy(np.int64), train.hist_start, train.hist_len, train.category,
+                           prepared.n_categories),
             cfg.l2_minibatch,
         ).to(device)
     return Learner(model, net, optimizer, scheduler, regularizer)
@@ -213,17 +246,21 @@ class Trainer:
         self.learner.net.train()
         t0 = time.perf_counter()
         batches = self.batches(state)
+        order = self.data.store.rows(np.concatenate(batches))  # the epoch's rows on the device: one upload
+        ends = np.cumsum([len(b) for b in batches])  # batch i is order[ends[i] - len(batches[i]) : ends[i]]
+        loss = EpochLoss(state.epoch_loss, self.device)
         for i in range(state.batch, len(batches)):
             if self.stop is not None and self.stop():
                 state.batch = i
+                state.epoch_loss = loss.check(state.epoch)
                 state.epoch_seconds += time.perf_counter() - t0
                 self.interrupt(state)
-            value = self.step(batches[i]).item()
-            if not math.isfinite(value):
-                raise Diverged(state.epoch, i + 1, value)
-            state.epoch_loss += value * len(batches[i])
+            loss.add(self.step(order[ends[i] - len(batches[i]) : ends[i]]), len(batches[i]), i + 1)
+            if (i + 1) % CHECK_EVERY == 0:
+                loss.check(state.epoch)
             if self.progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 self.progress(f"epoch {state.epoch}/{cfg.epochs}", i + 1, len(batches))
+        state.epoch_loss = loss.check(state.epoch)
         seconds = state.epoch_seconds + time.perf_counter() - t0
         state.train_seconds += seconds
         state.train_rows += len(train)
@@ -231,11 +268,12 @@ class Trainer:
         state.history.append(entry)
         return entry
 
-    def step(self, rows: np.ndarray) -> torch.Tensor:
-        """One optimizer step on the global batch ``rows``; returns its mean loss (a 0-d tensor)."""
+    def step(self, rows: Rows) -> torch.Tensor:
+        """One optimizer step on the global batch ``rows``; returns its mean loss (a 0-d tensor on the
+        device, not read back here: the loop's EpochLoss does that every CHECK_EVERY steps)."""
         cfg, learner = self.cfg, self.learner
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
-        batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L]
+        batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L], on the device
         with autocast(cfg.precision, self.device):
             logits, _ = learner.net(batch)  # [B]
         logits = logits.float()

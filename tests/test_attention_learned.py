@@ -42,7 +42,7 @@ def test_candidate_equal_to_a_history_item_is_attended(small, spec):
     topic = np.r_[0, small.items["topic"].to_numpy()]  # [n_items + 1], 0 = padding
     samples = fitted.store.samples(small.splits["valid"], 50)
     idx = np.flatnonzero(samples.hist_len >= 3)
-    batch = fitted.store.gather(samples, idx)
+    batch = fitted.store.batch(samples, idx)
     rows = np.arange(len(idx))
     pick = np.random.default_rng(0).integers(0, samples.hist_len[idx])  # one real position per row
     batch.item = batch.hist_item[rows, pick].clone()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore
+from dinbench.batches import make_store
 from dinbench.config import RunConfig, config_from_record
 from dinbench.distributed import DistributedRuntime
 from dinbench.model.build import build_model
@@ -46,8 +46,8 @@ def test_every_rank_slice_is_contiguous_and_the_slices_cover_the_batch_once():
 @pytest.mark.parametrize("architecture", ["ranking", "two-tower"])
 def test_every_pooler_uses_all_its_parameters_in_a_step(tiny, architecture):
     """DDP runs with find_unused_parameters=False: a parameter left out of a step would hang it."""
-    samples = BehaviourStore(tiny).samples(tiny.splits["train"], 20)
-    batch = BehaviourStore(tiny).gather(samples, np.arange(64))
+    samples = make_store(tiny).samples(tiny.splits["train"], 20)
+    batch = make_store(tiny).batch(samples, np.arange(64))
     for spec in poolers.expand("all"):
         if architecture == "two-tower" and poolers.REGISTRY[poolers.parse_spec(spec)[0]].cls.uses_candidate:
             continue

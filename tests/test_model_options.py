@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore
+from dinbench.batches import make_store
 from dinbench.config import PRESETS, RunConfig, apply_preset
 from dinbench.errors import DinbenchError
 from dinbench.model.ctr import CTRModel
@@ -20,9 +20,9 @@ FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size
 
 
 def _batch(tiny, n=64):
-    store = BehaviourStore(tiny)
+    store = make_store(tiny)
     samples = store.samples(tiny.splits["train"], 20)
-    return store.gather(samples, np.arange(n))
+    return store.batch(samples, np.arange(n))
 
 
 def test_two_tower_refuses_a_candidate_dependent_pooler():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore
+from dinbench.batches import make_store
 from dinbench.config import RunConfig
 from dinbench.model.ctr import CTRModel
 from dinbench.poolers.packed import Packed
@@ -17,10 +17,10 @@ ALL = poolers.expand("all")
 
 
 def _batch(tiny, n=96, max_len=20):
-    store = BehaviourStore(tiny)
+    store = make_store(tiny)
     samples = store.samples(tiny.splits["train"], max_len)
     idx = np.random.default_rng(0).permutation(len(samples))[:n]
-    return store.gather(samples, idx)
+    return store.batch(samples, idx)
 
 
 def _padded_reference(model: CTRModel, batch):
@@ -185,24 +185,6 @@ def test_default_threads_are_half_the_usable_cores_from_one_to_four(monkeypatch)
     assert runtime.set_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(DinbenchError, match="--threads must be at least 1"):
         runtime.set_threads(0)
-
-
-def test_batch_to_cpu_is_free_and_other_devices_get_every_tensor(tiny, monkeypatch):
-    batch = _batch(tiny)
-    assert batch.to(torch.device("cpu")) is batch
-    moved = []
-
-    def fake_to(self, device, non_blocking=False):  # no GPU here: record what would be copied and how
-        moved.append((str(device), non_blocking))
-        return self
-
-    monkeypatch.setattr(torch.Tensor, "to", fake_to)
-    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
-    batch.to(torch.device("cuda"))
-    assert moved == [("cuda", True)] * len(batch.__dict__)  # pinned, asynchronous copies
-    moved.clear()
-    batch.to(torch.device("mps"))
-    assert moved == [("mps", False)] * len(batch.__dict__)
 
 
 # ---------------------------------------------------------------- length-bucketed batches

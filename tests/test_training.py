@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from dinbench.batches import BehaviourStore, batch_indices
+from dinbench.batches import batch_indices, make_store
 from dinbench.errors import DinbenchError
 from dinbench.config import RunConfig
-from dinbench.train import train_run
+from dinbench.train import CHECK_EVERY, Diverged, Trainer, fit, train_run
 
 # Small and fast: 4-wide embeddings, a small MLP, a learning rate that moves the metrics in few epochs.
 FAST = dict(dataset="synthetic", embedding_dim=4, mlp_hidden=(16, 8), batch_size=128, max_len=20, lr=0.03)
@@ -25,12 +26,12 @@ def _user_sequences(p):
 @pytest.mark.parametrize("max_len", [3, 50])
 @pytest.mark.parametrize("split", ["train", "valid", "test"])
 def test_gather_returns_the_users_earlier_behaviours(tiny, split, max_len):
-    store = BehaviourStore(tiny)
+    store = make_store(tiny)
     frame = tiny.splits[split]
     samples = store.samples(frame, max_len)
     seqs = _user_sequences(tiny)
     idx = np.random.default_rng(0).permutation(len(samples))[:150]
-    batch = store.gather(samples, idx)
+    batch = store.batch(samples, idx)
     B, L = batch.hist_item.shape
     assert B == len(idx)
     assert L == max(min(int(frame["hist_end"].iloc[i]), max_len) for i in idx)  # padded to the batch's longest
@@ -162,15 +163,54 @@ def test_invalid_config_is_refused_before_training(tiny, tmp_path, bad):
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
-def test_nan_loss_stops_the_run_and_marks_the_record_failed(tiny, tmp_path):
+def _recording_steps(monkeypatch, replace=None):
+    """Trainer.step, with every returned loss recorded (read back here: a test may sync) and, where
+    ``replace(call)`` (1-based over the run) gives a value, that value returned instead."""
+    losses: list[float] = []
+    real = Trainer.step
+
+    def step(self, rows):
+        loss = real(self, rows)
+        value = replace(len(losses) + 1) if replace is not None else None
+        if value is not None:
+            loss = torch.tensor(value, dtype=loss.dtype, device=loss.device)
+        losses.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(Trainer, "step", step)
+    return losses
+
+
+def test_nan_loss_stops_the_run_and_marks_the_record_failed(tiny, tmp_path, monkeypatch):
     results = tmp_path / "results"
-    with pytest.raises(DinbenchError, match=r"epoch 1, step \d+.*--lr.*failed"):
+    losses = _recording_steps(monkeypatch)
+    with pytest.raises(DinbenchError, match=r"epoch 1, step \d+.*--lr.*failed") as info:
         train_run(RunConfig(pooler="average", epochs=3, **{**FAST, "lr": 1e30}), tiny, results)
+    first_bad = next(i for i, v in enumerate(losses, 1) if not math.isfinite(v))
+    assert f"at epoch 1, step {first_bad};" in str(info.value)  # the first step whose loss was not finite
     (record_path,) = results.glob("*/record.json")
     record = json.loads(record_path.read_text())
     assert record["status"] == "failed" and ("nan" in record["reason"] or "inf" in record["reason"])
+    assert record["reason"].endswith(f"at epoch 1, step {first_bad}")
     from dinbench.records import load_records
     from dinbench.report import runs_frame
 
     loaded, _ = load_records(results)
     assert runs_frame(loaded).empty  # a failed run is never reported as a result
+
+
+@pytest.mark.parametrize("epoch,step", [(1, 1), (2, CHECK_EVERY + 7), (2, 2 * CHECK_EVERY)])
+def test_divergence_is_reported_at_the_first_non_finite_step(tiny, monkeypatch, epoch, step):
+    """The loss is read back only every CHECK_EVERY steps and at an epoch's end, but Diverged names the
+    first step whose loss was NaN or infinite, even when later steps are finite again."""
+    cfg = RunConfig(pooler="average", epochs=3, **{**FAST, "batch_size": 16})
+    per_epoch = -(-len(tiny.splits["train"]) // 16)
+    assert per_epoch > 2 * CHECK_EVERY  # the steps above lie inside the epoch, past a check
+    bad = (epoch - 1) * per_epoch + step
+    values = {bad: float("nan"), bad + 1: float("inf")}  # the first, then another; later steps finite
+    losses = _recording_steps(monkeypatch, values.get)
+    with pytest.raises(Diverged) as info:
+        fit(cfg, tiny)
+    assert (info.value.epoch, info.value.step) == (epoch, step) and math.isnan(info.value.value)
+    checked = -(-step // CHECK_EVERY) * CHECK_EVERY  # the next check (or the epoch's end) stops it
+    assert len(losses) == (epoch - 1) * per_epoch + min(checked, per_epoch)

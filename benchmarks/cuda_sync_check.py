@@ -1,0 +1,62 @@
+"""Check that training steps never wait for the GPU: gather + forward + backward + optimizer step +
+the device-side loss sum, under ``torch.cuda.set_sync_debug_mode("error")`` (any host sync raises).
+
+    python benchmarks/cuda_sync_check.py [--device cuda] [--pooler din] [--steps 60]
+
+On a small synthetic set (generated in a temporary folder). The loop's reads every ``CHECK_EVERY``
+steps (``EpochLoss.check``) are the intended syncs; this runs the steps in between, and reads once
+at the end. With ``--device cpu``
+it is a plain smoke test (the debug mode only watches CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--pooler", default="din")
+    ap.add_argument("--steps", type=int, default=40)
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import torch
+
+    from dinbench.config import RunConfig
+    from dinbench.prepared import contract
+    from dinbench.runtime import LocalRuntime
+    from dinbench.sources.synthetic import SyntheticConfig, generate, source_info
+    from dinbench.train import EpochLoss, TrainState, Trainer
+
+    root = Path(tempfile.mkdtemp())
+    synth = SyntheticConfig(users=300, mean_length=20.0)
+    behaviours, items = generate(synth)
+    contract.prepare(behaviours, "synthetic", root, source_info(synth), item_attributes=items)
+    prepared = contract.load(root, "synthetic")
+    cfg = RunConfig(pooler=args.pooler, device=args.device, batch_size=64)
+    trainer = Trainer(cfg, prepared, LocalRuntime())
+    batches = trainer.batches(TrainState())
+    order = trainer.data.store.rows(np.concatenate(batches))  # the once-per-epoch upload (a sync, before)
+    ends = np.cumsum([len(b) for b in batches])
+    loss = EpochLoss(0.0, trainer.device)
+    trainer.learner.net.train()
+    cuda = trainer.device.type == "cuda"
+    for i in range(min(args.steps, len(batches))):
+        if i == 1 and cuda:  # the first step warms up (lazy initialisations may sync once)
+            torch.cuda.set_sync_debug_mode("error")
+        loss.add(trainer.step(order[ends[i] - len(batches[i]) : ends[i]]), len(batches[i]), i + 1)
+    if cuda:
+        torch.cuda.set_sync_debug_mode("default")
+    print(f"{args.pooler} on {trainer.device}: {i + 1} steps without a host sync; epoch loss so far "
+          f"{loss.check(1):.4f}")
+
+
+if __name__ == "__main__":
+    main()

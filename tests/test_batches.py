@@ -1,0 +1,98 @@
+"""The device gather (``BehaviourStore.batch``) against the numpy oracle of earlier versions: identical
+batches, field by field (dtype and values, row/pos included), for random, bucketed and edge-case rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dinbench.batches import Batch, NumpyOracle, bucketed_batch_indices, length_sorted_indices, make_store
+
+
+def assert_same_batch(got: Batch, want: Batch) -> None:
+    for name, expected in want.__dict__.items():
+        actual = getattr(got, name)
+        assert actual.dtype == expected.dtype, name
+        assert actual.shape == expected.shape, name
+        assert torch.equal(actual.cpu(), expected), name
+
+
+@pytest.fixture(scope="module")
+def stores(tiny):
+    return make_store(tiny, "cpu"), NumpyOracle(tiny)
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 50])
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_device_gather_equals_the_numpy_oracle(tiny, stores, split, max_len):
+    store, oracle = stores
+    samples = store.samples(tiny.splits[split], max_len)
+    rng = np.random.default_rng(max_len)
+    cases = [rng.permutation(len(samples))[:size] for size in (1, 2, 7, 128, len(samples))]
+    cases += bucketed_batch_indices(samples.hist_len, 64, rng, window=4)[:5]  # rows of similar lengths
+    cases += length_sorted_indices(samples.hist_len, 100)[:2]  # evaluation's order: shortest first
+    cases.append(np.flatnonzero(samples.hist_len == samples.hist_len.max())[:3])
+    for idx in cases:
+        assert_same_batch(store.batch(samples, idx), oracle.batch(samples, idx))
+        assert_same_batch(store.batch(samples, store.rows(idx)), oracle.batch(samples, idx))
+
+
+def test_empty_histories_a_batch_of_one_and_repeated_rows(tiny, stores):
+    store, oracle = stores
+    frame = tiny.splits["train"].copy()
+    frame.loc[frame.index[::7], "hist_end"] = 0  # samples at a user's first behaviour: no history
+    samples = store.samples(frame, 20)
+    empty = np.flatnonzero(samples.hist_len == 0)
+    full = np.flatnonzero(samples.hist_len > 0)
+    for idx in (empty[:1], empty[:5], full[:1], np.r_[empty[:2], full[:3], empty[2:3]], np.r_[full[:2], full[:2]]):
+        got, want = store.batch(samples, idx), oracle.batch(samples, idx)
+        assert_same_batch(got, want)
+    only_empty = store.batch(samples, empty[:3])
+    assert only_empty.mask.shape == (3, 1) and not only_empty.mask.any() and only_empty.row.numel() == 0
+
+
+def test_slices_of_an_uploaded_epoch_order_gather_the_same_batches(tiny, stores):
+    store, oracle = stores
+    samples = store.samples(tiny.splits["train"], 20)
+    batches = bucketed_batch_indices(samples.hist_len, 32, np.random.default_rng(1), window=3)
+    order = store.rows(np.concatenate(batches))  # one upload per epoch
+    start = 0
+    for idx in batches:
+        part = order[start:start + len(idx)]
+        assert np.array_equal(part.host, idx) and torch.equal(part.device.cpu(), torch.from_numpy(idx))
+        assert_same_batch(store.batch(samples, part), oracle.batch(samples, idx))
+        start += len(idx)
+
+
+def test_the_store_keeps_ids_in_int32_and_batches_in_the_model_dtypes(tiny, stores):
+    store, _ = stores
+    assert store.item.dtype == store.category.dtype == torch.int32
+    samples = store.samples(tiny.splits["test"], 50)
+    subset = samples.subset(np.array([5, 0, 3]))
+    assert subset.user.tolist() == samples.user[[5, 0, 3]].tolist()
+    assert_same_batch(store.batch(subset, np.arange(3)), store.batch(samples, np.array([5, 0, 3])))
+
+
+def test_the_gather_never_reads_the_device(tiny, stores):
+    """On the meta device tensors have shapes but no data, so anything that waits for the device's
+    values (``.item()``, ``nonzero``, a shape taken from data) fails there: a batch gathered on it
+    proves the gather queues its work without a host sync, as it must on CUDA."""
+    store, oracle = stores
+    meta = make_store(tiny, "meta")
+    for max_len in (3, 50):
+        samples, on_meta = store.samples(tiny.splits["train"], max_len), meta.samples(tiny.splits["train"], max_len)
+        idx = np.random.default_rng(0).permutation(len(samples))[:100]
+        got, want = meta.batch(on_meta, meta.rows(idx)[10:60]), oracle.batch(samples, idx[10:60])
+        for name, expected in want.__dict__.items():
+            actual = getattr(got, name)
+            assert actual.device.type == "meta" and actual.dtype == expected.dtype and actual.shape == expected.shape
+
+
+def test_the_epoch_loss_is_summed_without_reading_the_device():
+    from dinbench.train import EpochLoss
+
+    loss = EpochLoss(0.0, torch.device("meta"))
+    for step in range(1, 4):
+        loss.add(torch.tensor(0.5, device="meta"), 256, step)  # would fail on meta if it read a value
+    assert loss.total.device.type == "meta"
