@@ -128,7 +128,7 @@ def run(
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.runtime import LocalRuntime, resolve_device, set_threads
+    from dinbench.runtime import LocalRuntime, check_compile, resolve_device, set_threads
 
     if resume is not None:
         if distributed:
@@ -137,7 +137,7 @@ def run(
     if len(exp.datasets) > 1:
         raise DinbenchError(f"run trains on one dataset (got {', '.join(exp.datasets)}); use `dinbench sweep` for several")
     planned = exp.expand()
-    resolve_device(exp.settings.get("device", "cpu"))
+    check_compile(exp.settings.get("compile", "off"), resolve_device(exp.settings.get("device", "cpu")))
     set_threads(threads)
     runtime = LocalRuntime()
     if distributed:
@@ -190,13 +190,13 @@ def sweep(
 ) -> None:
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
-    from dinbench.runtime import resolve_device
+    from dinbench.runtime import check_compile, resolve_device
 
     planned = exp.expand()
     configs = planned.configs
     device = exp.settings.get("device", "cpu")
     if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
-        resolve_device(device)
+        check_compile(exp.settings.get("compile", "off"), resolve_device(device))
     plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, device, address, runs_per_gpu)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     fingerprints, shipped = {}, {}
