@@ -125,6 +125,12 @@ def compile_net(net: nn.Module, mode: str) -> nn.Module:
     """
     if mode == "off":
         return net
+    # each run compiles afresh (the on-disk cache still serves a graph seen before): runs of other poolers
+    # in one process would otherwise pile recompiles onto CTRModel.forward until dynamo's limit (8)
+    # silently sends the rest back to eager
+    from torch import _dynamo
+
+    _dynamo.reset()
     if mode == "on":
         return torch.compile(net, dynamic=True)
     return _GraphStep(torch.compile(net, mode="reduce-overhead", dynamic=True))
