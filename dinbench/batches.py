@@ -99,6 +99,26 @@ class Rows:
         return Rows(self.host[part], self.device[part])
 
 
+def round_width(width: int, max_len: int, smallest: int = 8) -> int:
+    """A batch's history width rounded up to one of a few sizes (powers of two from ``smallest``, and
+    ``max_len``), so that compiled code and CUDA graphs see a handful of shapes instead of one per
+    longest history. Padding positions are masked, so only float rounding can change."""
+    rounded = max(smallest, 1 << max(0, int(width) - 1).bit_length())
+    return max(int(width), min(rounded, max_len))
+
+
+def pad_width(batch: Batch, width: int) -> Batch:
+    """``batch`` with its [B, L] tensors padded on the right to ``width`` positions (masked, zero);
+    the real positions (``row``, ``pos``) are unchanged. The batch itself when already that wide."""
+    extra = width - batch.mask.shape[1]
+    if extra <= 0:
+        return batch
+    pad = torch.nn.functional.pad
+    return Batch(item=batch.item, category=batch.category, hist_item=pad(batch.hist_item, (0, extra)),
+                 hist_category=pad(batch.hist_category, (0, extra)), mask=pad(batch.mask, (0, extra)),
+                 age=pad(batch.age, (0, extra)), label=batch.label, row=batch.row, pos=batch.pos)
+
+
 def make_store(prepared: Prepared, device: torch.device | str = "cpu") -> "BehaviourStore":
     """The behaviour store that training, evaluation and the analyses draw their batches from, with
     the behaviours table on ``device`` (moved there once, here)."""

@@ -128,7 +128,7 @@ def run(
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
     """Train every pooler x seed on one dataset and write one run record each."""
-    from dinbench.runtime import LocalRuntime, resolve_device, set_threads
+    from dinbench.runtime import LocalRuntime, check_compile, resolve_device, set_threads
 
     if resume is not None:
         if distributed:
@@ -137,7 +137,7 @@ def run(
     if len(exp.datasets) > 1:
         raise DinbenchError(f"run trains on one dataset (got {', '.join(exp.datasets)}); use `dinbench sweep` for several")
     planned = exp.expand()
-    resolve_device(exp.settings.get("device", "cpu"))
+    check_compile(exp.settings.get("compile", "off"), resolve_device(exp.settings.get("device", "cpu")))
     set_threads(threads)
     runtime = LocalRuntime()
     if distributed:
@@ -179,7 +179,8 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
 def sweep(
     exp=None,
     executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench\\[ray]'`)."),
-    workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda one per GPU)."),
+    workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda --runs-per-gpu per GPU)."),
+    runs_per_gpu: Optional[int] = typer.Option(None, "--runs-per-gpu", help="local, on GPUs: runs that share each GPU at once (default 1; workers = this x GPUs, pinned round-robin)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default local: cores / workers; ray: 1). Local workers x threads may not exceed the cores."),
     address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray)."),
     gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (default: 1 with --device cuda, or with auto on a cluster that has GPUs; else 0; a fraction shares a GPU)."),
@@ -189,14 +190,14 @@ def sweep(
 ) -> None:
     """Run a grid of runs in parallel (process pool or Ray cluster); resumable: completed runs are skipped."""
     from dinbench import sweep as sweep_mod
-    from dinbench.runtime import resolve_device
+    from dinbench.runtime import check_compile, resolve_device
 
     planned = exp.expand()
     configs = planned.configs
     device = exp.settings.get("device", "cpu")
     if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
-        resolve_device(device)
-    plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, device, address)
+        check_compile(exp.settings.get("compile", "off"), resolve_device(device))
+    plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, device, address, runs_per_gpu)
     root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
     fingerprints, shipped = {}, {}
     for name in exp.datasets:

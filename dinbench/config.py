@@ -27,6 +27,7 @@ from dinbench.options import (
 )
 
 ARCHITECTURES = ("ranking", "two-tower")
+COMPILE_MODES = ("off", "on", "cuda-graphs")
 
 
 def _option(default: Any, help: str, kind: type = str, *, compared: bool = True, legacy: Any = None,
@@ -84,6 +85,10 @@ class RunConfig:
     precision: str = _option(
         "fp32", "fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are "
         "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
+    compile: str = _option(
+        "off", "off; on: torch.compile the training step's model (fewer kernel launches); cuda-graphs: "
+        "compiled and replayed as CUDA graphs (CUDA only). Same numbers up to float rounding.",
+        choices=COMPILE_MODES, compared=False)
     # the options of this config's pooler only, every one with its value (see Pooler.options)
     pooler_options: dict = field(default_factory=dict, metadata={"compared": False, "legacy": None})
 

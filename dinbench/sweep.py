@@ -58,6 +58,44 @@ def _gpu_count(device: str) -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def gpu_of_worker(index: int, gpus: int) -> int:
+    """The GPU the ``index``-th local worker (0-based, in start order) is pinned to: round-robin."""
+    return index % gpus
+
+
+def runs_per_device(workers: int, gpus: int) -> list[int]:
+    """How many of ``workers`` concurrent runs share each of ``gpus`` GPUs (round-robin pinning)."""
+    counts = [0] * gpus
+    for index in range(workers):
+        counts[gpu_of_worker(index, gpus)] += 1
+    return counts
+
+
+def describe_sharing(workers: int, gpus: int) -> str:
+    """The plan's words for how runs share the devices: '2 GPUs x 4 runs each', or the cores on CPU."""
+    if not gpus:
+        return "no GPU: the runs share the cores"
+    counts = runs_per_device(workers, gpus)
+    low, high = min(counts), max(counts)
+    each = f"{high} run(s) each" if low == high else f"{low}-{high} run(s) each"
+    return f"{gpus} GPU(s) x {each}"
+
+
+def local_workers(runs: int, workers: int | None, threads: int | None, runs_per_gpu: int | None, gpus: int,
+                  cores: int) -> tuple[int, int]:
+    """(workers, threads) of a local sweep: the defaults filled in for ``runs`` runs on ``gpus`` GPUs
+    and ``cores`` cores; ``runs_per_gpu`` (None: 1) runs share each GPU. Options already checked."""
+    if workers is None:
+        if gpus:
+            workers = (runs_per_gpu or 1) * gpus
+        else:
+            workers = cores // threads if threads else cores
+        workers = max(1, min(workers, runs))
+    if threads is None:
+        threads = max(1, cores // workers)
+    return workers, threads
+
+
 @dataclass
 class Plan:
     """How a sweep runs: executor, parallel runs, torch threads per run, GPUs."""
@@ -65,7 +103,7 @@ class Plan:
     executor: str
     workers: int  # local: processes; ray: 0 (the cluster's free CPUs decide)
     threads: int
-    gpus: int = 0  # local: GPUs shared out round-robin among the workers
+    gpus: int = 0  # local: GPUs shared out round-robin among the workers (gpu_of_worker)
     gpus_per_run: float | None = 0.0  # ray: GPUs each task reserves (None: 1 if the cluster has GPUs, else 0)
     address: str | None = None
     cores: int = field(default_factory=available_cores)
@@ -75,12 +113,12 @@ class Plan:
             where = self.address or os.environ.get("RAY_ADDRESS") or "the local Ray cluster"
             gpus = f", {self.gpus_per_run:g} GPU" if self.gpus_per_run else (", GPUs if any" if self.gpus_per_run is None else "")
             return f"Ray at {where} ({self.threads} CPU{gpus} per run)"
-        gpus = f", {self.gpus} GPU(s) round-robin" if self.gpus else ""
-        return f"{self.workers} local worker(s) x {self.threads} thread(s) ({self.cores} cores{gpus})"
+        return (f"{self.workers} local worker(s) x {self.threads} thread(s) ({self.cores} cores; "
+                f"{describe_sharing(self.workers, self.gpus)})")
 
 
 def plan(executor: str, runs: int, workers: int | None, threads: int | None, gpus_per_run: float | None,
-         device: str, address: str | None) -> Plan:
+         device: str, address: str | None, runs_per_gpu: int | None = None) -> Plan:
     """Check the executor options and fill in the defaults; one-line DinbenchError for bad values."""
     if executor not in EXECUTORS:
         raise DinbenchError(f"unknown --executor '{executor}'; choose from {', '.join(EXECUTORS)}")
@@ -88,26 +126,31 @@ def plan(executor: str, runs: int, workers: int | None, threads: int | None, gpu
         raise DinbenchError(f"--workers must be at least 1 (got {workers})")
     if threads is not None and threads < 1:
         raise DinbenchError(f"--threads must be at least 1 (got {threads})")
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise DinbenchError(f"--runs-per-gpu must be at least 1 (got {runs_per_gpu})")
     if gpus_per_run is not None and gpus_per_run < 0:
         raise DinbenchError(f"--gpus-per-run must be 0 or more (got {gpus_per_run:g})")
     if executor == "ray":
         if workers is not None:
             raise DinbenchError("--workers is for --executor local; on Ray the cluster's free CPUs decide "
                                 "(set --threads, the CPUs each run reserves)")
+        if runs_per_gpu is not None:
+            raise DinbenchError(f"--runs-per-gpu is for --executor local; on Ray give each run a share of a GPU "
+                                f"instead: --gpus-per-run {1 / runs_per_gpu:.3g} puts {runs_per_gpu} runs on each GPU")
         gpus = gpus_per_run if gpus_per_run is not None else {"cuda": 1.0, "auto": None}.get(device, 0.0)
         return Plan("ray", workers=0, threads=threads or 1, gpus_per_run=gpus, address=address)
     if address is not None or gpus_per_run is not None:
         raise DinbenchError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
     cores = available_cores()
     gpus = _gpu_count(device)
-    if workers is None:
-        if gpus:
-            workers = gpus
-        else:
-            workers = cores // threads if threads else cores
-        workers = max(1, min(workers, runs))
-    if threads is None:
-        threads = max(1, cores // workers)
+    if runs_per_gpu is not None:
+        if not gpus:
+            raise DinbenchError(f"--runs-per-gpu needs a GPU, and --device {device} trains on none here; drop it "
+                                "(on the CPU, --workers and --threads share out the cores)")
+        if workers is not None:
+            raise DinbenchError(f"give --workers or --runs-per-gpu, not both (--runs-per-gpu {runs_per_gpu} means "
+                                f"--workers {runs_per_gpu * gpus} on the {gpus} GPU(s) here)")
+    workers, threads = local_workers(runs, workers, threads, runs_per_gpu, gpus, cores)
     if not gpus and workers * threads > cores:
         raise DinbenchError(
             f"--workers {workers} x --threads {threads} = {workers * threads} threads would oversubscribe the "
@@ -152,7 +195,7 @@ def _init_worker(threads: int, gpus: int, counter, stop) -> None:
         with counter.get_lock():
             index = counter.value
             counter.value += 1
-        torch.cuda.set_device(index % gpus)
+        torch.cuda.set_device(gpu_of_worker(index, gpus))
 
 
 def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str | None = None) -> Outcome:

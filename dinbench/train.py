@@ -29,7 +29,9 @@ from torch import nn
 
 from dinbench import checkpoint, optimizers
 from dinbench.atomic import write_atomic
-from dinbench.batches import BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store
+from dinbench.batches import (
+    BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store, pad_width, round_width,
+)
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
@@ -39,7 +41,7 @@ from dinbench.model.ctr import CTRModel
 from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
-from dinbench.runtime import LocalRuntime, Runtime, autocast, resolve_device
+from dinbench.runtime import LocalRuntime, Runtime, autocast, check_compile, compile_net, resolve_device
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 CHECK_EVERY = 50  # steps between two reads of the loss on the host (the only syncs of a training epoch)
@@ -142,10 +144,11 @@ class Learner:
 
 
 def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch.device, runtime: Runtime) -> Learner:
+    check_compile(cfg.compile, device)
     # sparse table gradients for the row-sparse optimizers, except under DDP (no sparse all-reduce in NCCL)
     sparse = optimizers.is_row_sparse(cfg.optimizer) and runtime.world == 1
     model = build_model(cfg, prepared, sparse).to(device)  # draws the initial weights from torch's seeded generator
-    net = runtime.wrap(model)
+    net = compile_net(runtime.wrap(model), cfg.compile)  # --compile: the training step only, same weights
     optimizer = optimizers.make_optimizer(cfg.optimizer, model, cfg.lr)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
@@ -274,6 +277,8 @@ class Trainer:
         cfg, learner = self.cfg, self.learner
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
         batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L], on the device
+        if cfg.compile == "cuda-graphs":  # a few static widths for the graphs (padding is masked)
+            batch = pad_width(batch, round_width(batch.mask.shape[1], cfg.max_len))
         with autocast(cfg.precision, self.device):
             logits, _ = learner.net(batch)  # [B]
         logits = logits.float()
@@ -521,7 +526,7 @@ def train_run(
     torchrun (no checkpoint).
     """
     runtime = runtime if runtime is not None else LocalRuntime()
-    resolve_device(cfg.device)
+    check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
     started = time.time()
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)
     head = _record_head(cfg, prepared, run_dir, "running")

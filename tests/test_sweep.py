@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from dinbench import sweep as sweep_mod
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig
+from dinbench.errors import DinbenchError
 from dinbench.grid import run_identity
 from dinbench.train import train_run
 from helpers import REPO_ROOT, assert_user_error
@@ -129,6 +130,9 @@ def test_a_failing_run_is_one_line_and_the_others_finish(tiny_data_dir, tmp_path
     (("--address", "127.0.0.1:1"), ("--address and --gpus-per-run are for --executor ray",)),
     (("--executor", "ray", "--workers", "2"), ("--workers is for --executor local",)),
     (("--executor", "ray", "--gpus-per-run", "-1"), ("--gpus-per-run must be 0 or more",)),
+    (("--runs-per-gpu", "0"), ("--runs-per-gpu must be at least 1",)),
+    (("--runs-per-gpu", "2"), ("--runs-per-gpu needs a GPU", "--device cpu")),
+    (("--executor", "ray", "--runs-per-gpu", "4"), ("--runs-per-gpu is for --executor local", "--gpus-per-run 0.25")),
     (("--seeds", "0"), ("--seeds must be at least 1",)),
     (("--pooler", "nope"), ("nope",)),
     (("--dataset", ","), ("--dataset names no dataset",)),
@@ -139,6 +143,36 @@ def test_bad_sweep_options_are_one_line_errors(tiny_data_dir, tmp_path, args, fr
     r = _invoke("sweep", "--epochs", "1", *args, "--data-dir", str(tiny_data_dir), "--results-dir", str(tmp_path / "r"))
     assert_user_error(r, *fragments)
     assert not list((tmp_path / "r").glob("*/record.json"))
+
+
+def test_runs_per_gpu_pins_k_workers_to_each_gpu_round_robin():
+    assert [sweep_mod.gpu_of_worker(i, 2) for i in range(8)] == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert sweep_mod.runs_per_device(8, 2) == [4, 4] and sweep_mod.runs_per_device(3, 2) == [2, 1]
+    # workers = K x GPUs unless --workers says otherwise, at most one per run; threads = cores / workers
+    assert sweep_mod.local_workers(100, None, None, 4, gpus=2, cores=16) == (8, 2)
+    assert sweep_mod.local_workers(100, None, None, None, gpus=2, cores=16) == (2, 8)  # default: 1 per GPU
+    assert sweep_mod.local_workers(5, None, None, 4, gpus=2, cores=16) == (5, 3)
+    assert sweep_mod.local_workers(100, None, 1, 4, gpus=2, cores=4) == (8, 1)  # a GPU run needs little CPU
+    assert sweep_mod.local_workers(100, 3, None, None, gpus=0, cores=16) == (3, 5)
+    assert sweep_mod.local_workers(100, None, 2, None, gpus=0, cores=16) == (8, 2)
+    assert sweep_mod.describe_sharing(8, 2) == "2 GPU(s) x 4 run(s) each"
+    assert sweep_mod.describe_sharing(3, 2) == "2 GPU(s) x 1-2 run(s) each"
+    assert sweep_mod.describe_sharing(4, 0) == "no GPU: the runs share the cores"
+
+
+def test_the_plan_says_how_many_runs_share_each_gpu(monkeypatch):
+    monkeypatch.setattr(sweep_mod, "_gpu_count", lambda device: 2 if device in ("cuda", "auto") else 0)
+    monkeypatch.setattr(sweep_mod, "available_cores", lambda: 16)
+    plan = sweep_mod.plan("local", 40, None, None, None, "cuda", None, runs_per_gpu=4)
+    assert (plan.workers, plan.threads, plan.gpus) == (8, 2, 2)
+    assert plan.describe() == "8 local worker(s) x 2 thread(s) (16 cores; 2 GPU(s) x 4 run(s) each)"
+    assert sweep_mod.plan("local", 40, None, None, None, "cuda", None).describe().endswith("2 GPU(s) x 1 run(s) each)")
+    cpu = sweep_mod.plan("local", 40, 4, 2, None, "cpu", None)
+    assert cpu.describe() == "4 local worker(s) x 2 thread(s) (16 cores; no GPU: the runs share the cores)"
+    with pytest.raises(DinbenchError, match="give --workers or --runs-per-gpu, not both"):
+        sweep_mod.plan("local", 40, 8, None, None, "cuda", None, runs_per_gpu=4)
+    with pytest.raises(DinbenchError, match="--runs-per-gpu needs a GPU"):
+        sweep_mod.plan("local", 40, None, None, None, "cpu", None, runs_per_gpu=4)
 
 
 def test_ray_missing_is_one_line_telling_to_install_the_extra(tiny_data_dir, tmp_path, monkeypatch):
