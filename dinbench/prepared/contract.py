@@ -177,13 +177,14 @@ def prepare(
     del item_codes
     item_category, cat_raw, category_conflicts = _item_categories(items, frame, category_names, len(item_raw))
     tables = _id_tables(frame, users, items, item_category, user_raw, item_raw, item_attributes, behaviour_columns)
+    extra = {c: frame[c].to_numpy() for c in builder.extra_columns}
+    del frame  # the samples need only the remapped ids (and the builder's columns)
     splits = builder.build(
         SortedBehaviours(
             users=users, items=items, item_category=item_category, n_users=len(user_raw), n_items=len(item_raw),
-            extra={c: frame[c].to_numpy() for c in builder.extra_columns},
+            extra=extra,
         )
     )
-    del frame
     tables.update(splits)
     manifest: dict[str, Any] = {
         "format": FORMAT_VERSION,
