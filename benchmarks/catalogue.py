@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peak_rss import REPO, WARMUP_STEPS, effective, run_options, run_overrides, serve_worker, time_steps, worker  # noqa: E402
+from peak_rss import REPO, WARMUP_STEPS, effective, run_options, run_overrides, parse_or_serve, time_steps, worker  # noqa: E402
 
 USERS, BEHAVIOURS, CATEGORIES = 20_000, 200_000, 100
 TARGET_RATIO = 0.85
@@ -46,11 +46,8 @@ def main() -> None:
                     help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
                          "optimizers, whose epochs at millions of items take hours here")
     run_options(ap)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        serve_worker({"train": work_train}, args.worker, args.job)
+    args = parse_or_serve(ap, {"train": work_train})
+    if args is None:  # a measurement child: done
         return
 
     sys.path.insert(0, str(REPO))

@@ -37,7 +37,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import speed  # noqa: E402  (the peer's installation and its worker)
-from peak_rss import REPO, effective, peak_rss_mb, run_options, run_overrides, serve_worker, worker  # noqa: E402
+from peak_rss import REPO, effective, peak_rss_mb, run_options, run_overrides, parse_or_serve, worker  # noqa: E402
 
 TARGETS = dict(din_8192=3e6, din_1024=1e6, busy=0.70, peer_ratio=50.0, eval=10e6)
 QUICK_POOLERS = "average,din"
@@ -69,11 +68,8 @@ def main() -> None:
     ap.add_argument("--peer-batch", type=int, default=1024)
     ap.add_argument("--no-peer", action="store_true")
     run_options(ap)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        serve_worker({"measure": work_measure}, args.worker, args.job)
+    args = parse_or_serve(ap, {"measure": work_measure})
+    if args is None:  # a measurement child: done
         return
 
     sys.path.insert(0, str(REPO))

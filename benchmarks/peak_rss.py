@@ -65,6 +65,20 @@ def worker(script: str | Path, name: str, job: dict) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def parse_or_serve(parser, workers: dict):
+    """Parse the command line; in a child started by ``worker`` (hidden ``--worker``/``--job``), run its
+    measurement and return None, else return the arguments."""
+    import argparse
+
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        serve_worker(workers, args.worker, args.job)
+        return None
+    return args
+
+
 def serve_worker(workers: dict, name: str, job: str) -> None:
     """The child's side of ``worker``: run the measurement, print its result with this process's peak RSS."""
     result = workers[name](json.loads(job))

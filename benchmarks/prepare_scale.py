@@ -38,7 +38,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peak_rss import REPO, effective, measure, run_options, run_overrides, serve_worker, time_steps, worker  # noqa: E402
+from peak_rss import REPO, effective, measure, run_options, run_overrides, parse_or_serve, time_steps, worker  # noqa: E402
 
 GB = 1024 ** 3
 TARGET_GB = {"movielens": 8, "taobao": 16}
@@ -57,11 +57,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="timed training steps (0: one whole epoch; -1: no training)")
     ap.add_argument("--delete-raw", action="store_true", help="delete the generated inputs after measuring")
     run_options(ap)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        serve_worker({"train": work_train}, args.worker, args.job)
+    args = parse_or_serve(ap, {"train": work_train})
+    if args is None:  # a measurement child: done
         return
 
     sys.path.insert(0, str(REPO))

@@ -23,7 +23,6 @@ Setup it does by itself:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -37,7 +36,7 @@ PEER = {"deepctr-torch": "0.3.0", "tqdm": "4.70.1"}
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "dinbench-speed" / "datasets"
 DEFAULT_PEER_DIR = Path(tempfile.gettempdir()) / "dinbench-speed" / "peer"
 sys.path.insert(0, str(HERE))
-from peak_rss import serve_worker, worker  # noqa: E402
+from peak_rss import parse_or_serve, worker  # noqa: E402
 
 SIZES = dict(embedding_dim=32, max_len=50, batch_size=1024, lr=1e-3)
 
@@ -54,11 +53,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
     ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        serve_worker(WORKERS, args.worker, args.job)
+    args = parse_or_serve(ap, WORKERS)
+    if args is None:  # a measurement child: done
         return
 
     sys.path.insert(0, str(REPO))
