@@ -23,7 +23,6 @@ Setup it does by itself:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,6 +35,9 @@ REPO = HERE.parent
 PEER = {"deepctr-torch": "0.3.0", "tqdm": "4.70.1"}
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "dinbench-speed" / "datasets"
 DEFAULT_PEER_DIR = Path(tempfile.gettempdir()) / "dinbench-speed" / "peer"
+sys.path.insert(0, str(HERE))
+from peak_rss import parse_or_serve, worker  # noqa: E402
+
 SIZES = dict(embedding_dim=32, max_len=50, batch_size=1024, lr=1e-3)
 
 
@@ -51,15 +53,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
     ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        result = WORKERS[args.worker](json.loads(args.job))
-        import resource
-
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-        print("RESULT " + json.dumps(result))
+    args = parse_or_serve(ap, WORKERS)
+    if args is None:  # a measurement child: done
         return
 
     sys.path.insert(0, str(REPO))
@@ -114,15 +109,9 @@ def main() -> None:
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
-def child(worker: str, job: dict) -> dict:
-    """Run one measurement in a fresh process (its own peak RSS); returns its RESULT line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--job", json.dumps(job)],
-                          capture_output=True, text=True, env=env, cwd=REPO)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        sys.exit(f"{worker} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+def child(name: str, job: dict) -> dict:
+    """Run one measurement of this script in a fresh process (its own peak RSS); returns its result."""
+    return worker(__file__, name, job)
 
 
 def ensure_dataset(data_dir: Path, interactions: Path) -> None:
@@ -158,8 +147,10 @@ def _setup(job: dict):
     from dinbench.batches import make_store
     from dinbench.prepared.contract import load
 
-    prepared = load(Path(job["data_dir"]), "amazon-beauty")
-    store = make_store(prepared)
+    prepared = load(Path(job["data_dir"]), job.get("dataset", "amazon-beauty"))
+    if job.get("train_rows"):  # a slice: the first rows of the train split (whole users, as prepared)
+        prepared.splits["train"] = prepared.splits["train"].iloc[: job["train_rows"]].reset_index(drop=True)
+    store = make_store(prepared, job.get("device", "cpu"))
     train = store.samples(prepared.splits["train"], job["max_len"])
     test = store.samples(prepared.splits["test"], job["max_len"])
     return prepared, store, train, test
@@ -272,7 +263,10 @@ def work_poolers(job: dict) -> dict:
 
 
 def work_peer(job: dict) -> dict:
-    """DeepCTR-Torch DIN on the same samples: dense [N, max_len] histories, as its API takes them."""
+    """DeepCTR-Torch DIN on the same samples: dense [N, max_len] histories, as its API takes them.
+
+    ``job``: data_dir, threads, epochs, embedding_dim, max_len, batch_size, lr, peer_path; optional
+    dataset (default amazon-beauty), train_rows (a slice of the train split), device (default cpu)."""
     import types
 
     if job["peer_path"]:
@@ -312,7 +306,7 @@ def work_peer(job: dict) -> dict:
     # weights, embeddings N(0, 0.1) (DeepCTR's init_std sets only the embeddings), no L2
     model = DIN(columns, ["item", "cate"], dnn_hidden_units=(200, 80), dnn_activation="prelu",
                 att_hidden_size=(80, 40), att_activation="sigmoid", att_weight_normalization=False,
-                l2_reg_embedding=0.0, init_std=0.1, seed=0, device="cpu")
+                l2_reg_embedding=0.0, init_std=0.1, seed=0, device=job.get("device", "cpu"))
     model.compile(torch.optim.Adam(model.parameters(), lr=job["lr"]), "binary_crossentropy")
     x_train, y_train = inputs(train), train.label.astype(np.float32)
     t0 = time.perf_counter()

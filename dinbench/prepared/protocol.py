@@ -51,7 +51,11 @@ def sample_negatives(
     all draws at once, then only the rejected ones again.
     """
     stride = np.int64(n_items + 1)
-    seen = np.unique(beh_users.astype(np.int64) * stride + user_items.astype(np.int64))  # sorted keys
+    keys = beh_users.astype(np.int64)
+    keys *= stride
+    keys += user_items  # in place: one [N] int64 temporary, not three
+    seen = np.unique(keys)  # sorted keys
+    del keys
     per_user = np.bincount(seen // stride)  # distinct items per user
     if per_user.size and per_user.max() >= n_items:
         bad_user = int(np.argmax(per_user))
@@ -93,36 +97,39 @@ def din_samples(
     """
     start = user_offsets(beh_users, n_users)
     n_rows = len(beh_users)
-    pos_in_user = np.arange(n_rows, dtype=np.int64) - start[beh_users]  # [N] 0-based position
-    length = (start[2:] - start[1:-1])[beh_users - 1]  # [N] n of the row's user
+    pos_in_user = (np.arange(n_rows, dtype=np.int64) - start[beh_users]).astype(np.int32)  # [N] 0-based position
+    length = (start[2:] - start[1:-1]).astype(np.int32)[beh_users - 1]  # [N] n of the row's user
     if n_rows and length.min() < 4:
         raise DinbenchError("the DIN protocol needs at least 4 behaviours per user")
-    target = pos_in_user >= 1  # b1 is never a target
-    t_rows = np.flatnonzero(target)
+    t_rows = np.flatnonzero(pos_in_user >= 1)  # b1 is never a target
     t_pos = pos_in_user[t_rows]
+    del pos_in_user
     t_len = length[t_rows]
-    split = np.where(t_pos == t_len - 1, 2, np.where(t_pos == t_len - 2, 1, 0))  # 0 train 1 valid 2 test
+    del length
+    split = np.where(t_pos == t_len - 1, 2, np.where(t_pos == t_len - 2, 1, 0)).astype(np.int8)  # 0 train 1 valid 2 test
+    del t_len
 
     rng = np.random.default_rng(seed)
     users = beh_users[t_rows].astype(np.int32)
     neg_items = sample_negatives(users, beh_items, beh_users, n_items, rng)
     pos_items = beh_items[t_rows].astype(np.int32)
+    del t_rows
 
-    # Interleave positive and negative of the same history: [p0, n0, p1, n1, ...].
-    m = len(t_rows)
-    out_user = np.repeat(users, 2)
-    out_end = np.repeat(t_pos.astype(np.int32), 2)
-    out_item = np.empty(2 * m, dtype=np.int32)
-    out_item[0::2], out_item[1::2] = pos_items, neg_items
-    out_label = np.tile(np.array([1, 0], dtype=np.int8), m)
-    out_split = np.repeat(split, 2)
-    frame = pd.DataFrame(
-        {
-            "user": out_user,
-            "hist_end": out_end,
-            "item": out_item,
-            "category": item_category[out_item].astype(np.int32),
-            "label": out_label,
-        }
-    )
-    return {name: frame[out_split == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+    # Per split, positive and negative of the same history interleaved: [p0, n0, p1, n1, ...]; each
+    # split's tables are built from its own targets, so no all-splits table is ever held.
+    out = {}
+    for code, name in enumerate(SPLITS):
+        sel = np.flatnonzero(split == code)
+        m = len(sel)
+        item = np.empty(2 * m, dtype=np.int32)
+        item[0::2], item[1::2] = pos_items[sel], neg_items[sel]
+        out[name] = pd.DataFrame(
+            {
+                "user": np.repeat(users[sel], 2),
+                "hist_end": np.repeat(t_pos[sel], 2),
+                "item": item,
+                "category": item_category[item].astype(np.int32),
+                "label": np.tile(np.array([1, 0], dtype=np.int8), m),
+            }
+        )
+    return out

@@ -1,0 +1,145 @@
+"""Catalogue size: training rows/s of `average` and `din` as the item table grows from 10k to 4 M items.
+
+    python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
+                                   [--optimizer NAME] [--compile] [--threads 1] [--batch-size 1024]
+
+What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
+average; the same users, lengths and times at every size) with items drawn uniformly from a catalogue
+of N items (categories: item mod 100), prepared in memory under the DIN protocol (one uniform
+negative per positive, as ``dinbench.prepared.protocol.din_samples`` makes them) with an item table
+of all N items, so the model's item embedding has N + 1 rows whatever the behaviours touch. One
+epoch of ``dinbench.train.fit`` (``--protocol paper``: train + valid, no validation pass), batch
+1,024, one torch thread; rows/s is the loop's own figure (``Fitted.train_rows_per_s``, batch
+building included). Every (pooler, size) trains in its own child process, which also reports its
+peak RSS.
+
+Printed: each rate, and its ratio to the same pooler's rate at the smallest catalogue (target: at
+least 0.85 at 2 M and 4 M items). A dense optimizer (``--optimizer adam``) updates every row of the
+table at every step, so its rate falls with N; a sparse one updates only the rows a batch touched.
+``--optimizer`` and ``--compile`` go to RunConfig unchanged (default: RunConfig's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from peak_rss import REPO, WARMUP_STEPS, effective, run_options, run_overrides, parse_or_serve, time_steps, worker  # noqa: E402
+
+USERS, BEHAVIOURS, CATEGORIES = 20_000, 200_000, 100
+TARGET_RATIO = 0.85
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", default="10000,100000,1000000,2000000,4000000", help="catalogue sizes, comma-separated")
+    ap.add_argument("--poolers", default="average,din")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0,
+                    help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
+                         "optimizers, whose epochs at millions of items take hours here")
+    run_options(ap)
+    args = parse_or_serve(ap, {"train": work_train})
+    if args is None:  # a measurement child: done
+        return
+
+    sys.path.insert(0, str(REPO))
+    overrides = run_overrides(args)
+    sizes = [int(n) for n in args.items.split(",")]
+    poolers = [p.strip() for p in args.poolers.split(",") if p.strip()]
+    what = f"{args.steps} steps (after {WARMUP_STEPS} untimed)" if args.steps else f"{args.epochs} epoch(s)"
+    load = os.getloadavg()
+    print(f"dinbench catalogue benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, "
+          f"torch threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{BEHAVIOURS:,} behaviours of {USERS:,} users, items uniform over the catalogue, {CATEGORIES} categories; "
+          f"{what}, batch {args.batch_size:,}, optimizer {effective(overrides, 'optimizer')}"
+          + (", compile" if overrides.get("compile") else "") + "\n")
+    rates: dict[tuple[str, int], dict] = {}
+    for pooler in poolers:
+        for n in sizes:
+            job = dict(items=n, pooler=pooler, threads=args.threads, batch_size=args.batch_size, epochs=args.epochs,
+                       steps=args.steps, overrides=overrides)
+            r = worker(__file__, "train", job)
+            rates[pooler, n] = r
+            base = rates[pooler, sizes[0]]["rows_per_s"]
+            print(f"  {pooler} at {n:>9,} items: {r['rows_per_s']:>9,.0f} rows/s ({r['rows_per_s'] / base:.2f}x of "
+                  f"{sizes[0]:,}), {r['train_rows']:,} rows in {r['train_seconds']:.1f} s, peak RSS "
+                  f"{r['peak_rss_mb']:,.0f} MB", flush=True)
+
+    print("\n| pooler | " + " | ".join(f"{n:,} items" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for pooler in poolers:
+        base = rates[pooler, sizes[0]]["rows_per_s"]
+        cells = [f"{rates[pooler, n]['rows_per_s']:,.0f} ({rates[pooler, n]['rows_per_s'] / base:.2f}x)" for n in sizes]
+        print(f"| {pooler} | " + " | ".join(cells) + " |")
+    print(f"\nratio to the {sizes[0]:,}-item rate, target >= {TARGET_RATIO} at 2,000,000 and 4,000,000 items:")
+    for pooler in poolers:
+        base = rates[pooler, sizes[0]]["rows_per_s"]
+        for n in (n for n in sizes if n >= 2_000_000):
+            ratio = rates[pooler, n]["rows_per_s"] / base
+            print(f"  {pooler} at {n:,}: {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def catalogue_dataset(n_items: int, users: int = USERS, behaviours: int = BEHAVIOURS, categories: int = CATEGORIES,
+                      seed: int = 0):
+    """A prepared dataset in memory (``dinbench.prepared.Prepared``) whose item table has ``n_items`` rows.
+
+    User lengths, order and times come from the seed alone (the same at every catalogue size); items are
+    uniform over 1..n_items; the samples are the DIN protocol's (``din_samples``, negative seed 1234).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from dinbench.prepared.contract import Prepared
+    from dinbench.prepared.protocol import din_samples
+
+    rng = np.random.default_rng(seed)
+    extra = rng.geometric(1.0 / (behaviours / users - 3.0), size=users) - 1  # lengths 4 + geometric, summing exactly
+    extra = np.floor(extra * (behaviours - 4 * users) / max(extra.sum(), 1)).astype(np.int64)
+    extra[: behaviours - 4 * users - extra.sum()] += 1
+    lengths = 4 + extra
+    user = np.repeat(np.arange(1, users + 1, dtype=np.int32), lengths)
+    time_ = 1_500_000_000 + np.arange(behaviours, dtype=np.int64) * 60
+    item = np.random.default_rng([seed, n_items]).integers(1, n_items + 1, size=behaviours).astype(np.int32)
+    item_category = np.concatenate([[0], np.arange(n_items) % categories + 1]).astype(np.int32)
+    splits = din_samples(user, item, item_category, users, n_items)
+    counts = {"users": users, "items": n_items, "categories": categories, "behaviours": behaviours,
+              **{f"{s}_samples": len(f) for s, f in splits.items()}}
+    return Prepared(
+        name=f"catalogue-{n_items}", path=Path("."),
+        manifest={"counts": counts, "fingerprint": f"catalogue-{n_items}-seed{seed}", "time_unit": "seconds", "source": {}},
+        behaviours=pd.DataFrame({"user": user, "item": item, "category": item_category[item], "time": time_}),
+        items=pd.DataFrame({"item": np.arange(1, n_items + 1, dtype=np.int32), "category": item_category[1:]}),
+        users=pd.DataFrame({"user": np.arange(1, users + 1, dtype=np.int32)}),
+        splits=splits,
+    )
+
+
+def work_train(job: dict) -> dict:
+    """One epoch of dinbench.train.fit on the catalogue of ``job['items']``; its rows/s."""
+    from dinbench.config import RunConfig
+    from dinbench.runtime import set_threads
+    from dinbench.train import fit
+
+    set_threads(job["threads"])
+    prepared = catalogue_dataset(job["items"])
+    cfg = RunConfig(dataset=prepared.name, pooler=job["pooler"], protocol="paper", epochs=job["epochs"],
+                    batch_size=job["batch_size"], **job["overrides"])
+    if not job.get("steps"):
+        fitted = fit(cfg, prepared)
+        return dict(rows_per_s=fitted.train_rows_per_s, train_rows=fitted.train_rows * job["epochs"],
+                    train_seconds=sum(e["train_seconds"] for e in fitted.history))
+    return time_steps(cfg, prepared, job["steps"])
+
+
+if __name__ == "__main__":
+    main()
