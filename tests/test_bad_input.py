@@ -20,7 +20,7 @@ def test_negative_numbers_refused_before_any_work(cli, option, value):
 
 @pytest.mark.parametrize("args, fragments", [
     (("--preset", "fast"), ("unknown --preset 'fast'", "default, paper")),
-    (("--optimizer", "adagrad"), ("adagrad", "adam, sgd")),
+    (("--optimizer", "adagrad"), ("adagrad", "adam, lazy-adam, rowwise-adagrad, sgd")),
     (("--architecture", "tower"), ("tower", "ranking, two-tower")),
     (("--mlp-activation", "tanh"), ("tanh", "prelu")),
     (("--dataset", "nope"), ("dataset 'nope' is not prepared", "dinbench import FILE --name nope")),

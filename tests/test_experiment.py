@@ -53,7 +53,7 @@ def test_command_line_wins_over_the_file_and_print_config_round_trips(cli, tmp_p
 
 @pytest.mark.parametrize("text, fragments", [
     ("epoch = 3\n", ("exp.toml", "unknown key 'epoch'", "epochs")),
-    ('optimizer = "adamw"\n', ("exp.toml", "key 'optimizer'", "choose from adam, sgd")),
+    ('optimizer = "adamw"\n', ("exp.toml", "key 'optimizer'", "choose from adam, lazy-adam, rowwise-adagrad, sgd")),
     ("epochs = 0\n", ("exp.toml", "key 'epochs'", "at least 1")),
     ("epochs = [\n", ("exp.toml", "not valid TOML")),
     ("[pooler_options.din]\nhalf_life = 2.0\n", ("exp.toml", "pooler 'din' has no option 'half_life'",
