@@ -1,7 +1,7 @@
 """Catalogue size: training rows/s of `average` and `din` as the item table grows from 10k to 4 M items.
 
     python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
-                                   [--optimizer NAME] [--compile] [--threads 1] [--batch-size 1024]
+                                   [--optimizer NAME] [--compile MODE] [--threads 1] [--batch-size 1024]
 
 What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
 average; the same users, lengths and times at every size) with items drawn uniformly from a catalogue
@@ -60,7 +60,7 @@ def main() -> None:
           f"torch threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{BEHAVIOURS:,} behaviours of {USERS:,} users, items uniform over the catalogue, {CATEGORIES} categories; "
           f"{what}, batch {args.batch_size:,}, optimizer {effective(overrides, 'optimizer')}"
-          + (", compile" if overrides.get("compile") else "") + "\n")
+          + (f", compile {overrides['compile']}" if overrides.get("compile") else "") + "\n")
     rates: dict[tuple[str, int], dict] = {}
     for pooler in poolers:
         for n in sizes:

@@ -3,7 +3,7 @@ evaluation rows/s, peak device memory, and DeepCTR-Torch DIN on the same device 
 
     python benchmarks/gpu.py [--device auto] [--quick] [--poolers all] [--batch-sizes 1024,8192]
                              [--dataset amazon-beauty] [--train-rows N] [--epochs 2]
-                             [--peer-dir DIR | --no-peer] [--optimizer NAME] [--compile]
+                             [--peer-dir DIR | --no-peer] [--optimizer NAME] [--compile MODE]
 
 The first line printed names the device. What is measured, in one child process for dinbench (one
 CUDA context) and another for the peer:
@@ -91,7 +91,7 @@ def main() -> None:
                epochs=epochs, eval_batch=args.eval_batch, overrides=overrides)
     load = os.getloadavg()
     print(f"{args.dataset}{f' (first {args.train_rows:,} training rows)' if args.train_rows else ''} from {args.data_dir}; "
-          f"optimizer {effective(overrides, 'optimizer')}{', compile' if overrides.get('compile') else ''}; "
+          f"optimizer {effective(overrides, 'optimizer')}{', compile ' + overrides['compile'] if overrides.get('compile') else ''}; "
           f"1 warm-up + {epochs} timed epoch(s); torch threads {threads}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
           flush=True)
 

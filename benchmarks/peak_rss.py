@@ -89,9 +89,9 @@ def serve_worker(workers: dict, name: str, job: str) -> None:
 def run_options(parser) -> None:
     """``--optimizer`` and ``--compile``, handed to RunConfig as given (checked by RunConfig itself)."""
     parser.add_argument("--optimizer", default=None,
-                        help="RunConfig optimizer, e.g. adam (dense), sgd, or a sparse one once dinbench has it "
+                        help="RunConfig optimizer: adam (dense), lazy-adam, rowwise-adagrad or sgd "
                              "(default: RunConfig's default)")
-    parser.add_argument("--compile", action="store_true", help="RunConfig compile=True (only once dinbench has it)")
+    parser.add_argument("--compile", default=None, help="RunConfig compile: off, on or cuda-graphs (default: RunConfig's default)")
 
 
 def run_overrides(args) -> dict:
@@ -104,8 +104,8 @@ def run_overrides(args) -> dict:
     out = {}
     if args.optimizer is not None:
         out["optimizer"] = args.optimizer
-    if args.compile:
-        out["compile"] = True
+    if args.compile is not None:
+        out["compile"] = args.compile
     missing = sorted(set(out) - known)
     if missing:
         sys.exit(f"this dinbench's RunConfig has no field {', '.join(missing)}: the option cannot be passed on yet")
