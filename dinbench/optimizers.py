@@ -92,8 +92,8 @@ class RowSparse(torch.optim.Optimizer):
     A table's gradient may be sparse (COO, rows repeated) or dense (under DDP): either way only the
     rows present in it (non-zero rows, for a dense one) are read and written.
 
-    State per table (same shape as the table for lazy-adam's ``exp_avg`` / ``exp_avg_sq``; [rows]
-    for rowwise-adagrad's ``sum``), plus the global ``step``.
+    State per table: lazy-adam's ``moments`` [rows, 2, dim] (exp_avg and exp_avg_sq of a row side by
+    side), rowwise-adagrad's ``sum`` [rows]; plus the global step count.
     """
 
     def __init__(self, dense: list[nn.Parameter], tables: list[nn.Parameter], lr: float, rule: str) -> None:
@@ -125,36 +125,35 @@ class RowSparse(torch.optim.Optimizer):
         if table.device.type != "cpu" or table.grad is None or not table.grad.is_sparse:
             return None
         if table not in self._slots:
-            self._slots[table] = torch.empty(table.shape[0], dtype=torch.long)
+            self._slots[table] = torch.empty(table.shape[0], dtype=torch.long)  # [rows]
         return self._slots[table]
 
     def _lazy_adam(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """Adam on ``rows`` only, with the same operations in the same order as torch's single-tensor
         Adam (so that with every row touched the result is the dense one, bit for bit)."""
         state = self.state[table]
-        if not state:
-            state["exp_avg"] = torch.zeros_like(table, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(table, memory_format=torch.preserve_format)
+        if not state:  # both moments of a row side by side: one random read and write per row, not two
+            state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
         beta1, beta2 = BETAS
-        exp_avg = state["exp_avg"][rows].lerp_(grad, 1 - beta1)  # [R, dim]
-        exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # [R, dim]
+        moments = state["moments"].index_select(0, rows)  # [R, 2, dim]
+        exp_avg = moments[:, 0].lerp_(grad, 1 - beta1)  # [R, dim]
+        exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # [R, dim]
         bias_correction1 = 1 - beta1**self.steps
         bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-        updated = table[rows].addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
-        state["exp_avg"].index_copy_(0, rows, exp_avg)
-        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
-        table.index_copy_(0, rows, updated)
+        updated = table.index_select(0, rows).addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+        _write_rows(state["moments"], rows, moments)
+        _write_rows(table, rows, updated)
 
     def _rowwise_adagrad(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """sum[r] += mean(g_r^2);  w_r -= lr * g_r / (sqrt(sum[r]) + eps), for the touched rows r."""
         state = self.state[table]
         if not state:
             state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)  # [rows]
-        acc = state["sum"][rows].add_(grad.pow(2).mean(1))  # [R]
-        state["sum"].index_copy_(0, rows, acc)
-        updated = table[rows].addcdiv_(grad, (acc.sqrt() + ADAGRAD_EPS)[:, None], value=-lr)
-        table.index_copy_(0, rows, updated)
+        acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))  # [R]
+        _write_rows(state["sum"], rows, acc)
+        updated = table.index_select(0, rows).addcdiv_(grad, (acc.sqrt() + ADAGRAD_EPS)[:, None], value=-lr)
+        _write_rows(table, rows, updated)
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """Tensors, numbers and strings only (a checkpoint loads with ``weights_only=True``)."""
@@ -178,6 +177,15 @@ class RowSparse(torch.optim.Optimizer):
             self.state[table] = {k: v.to(table.device, copy=True) for k, v in state.items()}
 
 
+def _write_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> None:
+    """dst[rows] = src for distinct ``rows``. On the CPU through numpy, whose scattered row copy is
+    about 2x faster than ``index_copy_`` there (measured: 0.8 vs 1.5 ms for 8k rows of 64 floats)."""
+    if dst.device.type == "cpu":
+        dst.detach().numpy()[rows.numpy()] = src.detach().numpy()
+    else:
+        dst.index_copy_(0, rows, src)
+
+
 def _touched_rows(grad: torch.Tensor, slot: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows [R] long, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
 
@@ -189,19 +197,19 @@ def _touched_rows(grad: torch.Tensor, slot: torch.Tensor | None) -> tuple[torch.
     """
     if not grad.is_sparse:
         rows = grad.abs().sum(1).nonzero().squeeze(1)  # under DDP: a row is touched iff its gradient is non-zero
-        return rows, grad[rows]
+        return rows, grad.index_select(0, rows)
     if slot is None:
         grad = grad.coalesce()  # sums repeated rows, sorts them
         return grad.indices()[0], grad.values()
     ids, values = grad._indices()[0], grad._values()  # [nnz], [nnz, dim]
     entry = torch.arange(len(ids), device=ids.device)  # [nnz]
     slot[ids] = entry  # one entry per row wins (on the CPU: the last one, deterministically)
-    rep = slot[ids]  # [nnz] the representative entry of each entry's row
+    rep = slot.index_select(0, ids)  # [nnz] the representative entry of each entry's row
     first = rep == entry  # [nnz] True once per distinct row
     compact = torch.cumsum(first, 0) - 1  # [nnz] each representative's index among the distinct rows
-    rows = ids[first]  # [R]
+    rows = ids[first]  # [R] (a boolean mask: no faster form)
     summed = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
-    return rows, summed.index_add_(0, compact[rep], values)  # [R], [R, dim]
+    return rows, summed.index_add_(0, compact.index_select(0, rep), values)  # [R], [R, dim]
 
 
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> None:
