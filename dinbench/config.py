@@ -71,7 +71,8 @@ class RunConfig:
         "with categories.", choices=("joint", "separate"))
     max_len: int = _option(50, "Keep the most recent N behaviours of each history.", int, check=at_least_one)
     bucket: bool = _option(False, "Batch rows of similar history length together.", bool)
-    optimizer: str = _option("adam", optimizers.help_text(), choices=tuple(optimizers.OPTIMIZERS))
+    # lazy-adam since issue 13 (chosen on validation, docs/defaults.md); records without the field trained with adam
+    optimizer: str = _option("lazy-adam", optimizers.help_text(), choices=tuple(optimizers.OPTIMIZERS), legacy="adam")
     lr: float = _option(1e-3, "Learning rate.", float, check=positive_number)
     lr_decay_steps: int = _option(0, "Multiply the lr by --lr-decay every N steps (0: never).", int,
                                   check=zero_or_more)
