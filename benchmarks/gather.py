@@ -28,16 +28,8 @@ REPO = HERE.parent
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "dinbench-speed" / "datasets"
 BATCHES = (1024, 8192)
 MAX_LEN = 50
-
-
-def ensure_dataset(data_dir: Path, interactions: Path) -> None:
-    if (data_dir / "amazon-beauty" / "manifest.json").is_file():
-        return
-    if not interactions.is_file():
-        sys.exit(f"amazon-beauty is not prepared in {data_dir} and {interactions} does not exist; pass --interactions")
-    print(f"importing {interactions} into {data_dir} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "dinbench.cli", "import", str(interactions), "--name", "amazon-beauty",
-                    "--data-dir", str(data_dir)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+sys.path.insert(0, str(HERE))
+from speed import ensure_dataset  # noqa: E402  (imports amazon-beauty when it is not prepared yet)
 
 
 def per_batch_ms(make, batches, sync) -> float:

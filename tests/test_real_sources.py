@@ -3,7 +3,6 @@ MovieLens (three layouts), Amazon reviews + meta, Taobao, safe archives and safe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import zipfile
 from pathlib import Path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from dinbench.poolers.base import Pooler
 
 
