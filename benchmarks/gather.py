@@ -17,7 +17,6 @@ and their ratio, all in the same run (the numbers depend on the machine's load; 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
