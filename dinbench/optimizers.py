@@ -35,7 +35,7 @@ from torch import nn
 
 OPTIMIZERS: dict[str, str] = {
     "adam": "Adam on every parameter; every embedding row moves at every step (dense: cost grows with the catalogue)",
-    "lazy-adam": "Adam; an embedding row and its moments change only when a batch touches it (cost flat in the catalogue)",
+    "lazy-adam": "Adam; an embedding row and its moments change only when a batch touches it (cost nearly flat in the catalogue)",
     "rowwise-adagrad": "row-wise AdaGrad on the embedding rows a batch touches (as FBGEMM/TorchRec), Adam on the rest",
     "sgd": "plain SGD on every parameter (dense)",
 }
