@@ -99,26 +99,6 @@ class Rows:
         return Rows(self.host[part], self.device[part])
 
 
-def round_width(width: int, max_len: int, smallest: int = 8) -> int:
-    """A batch's history width rounded up to one of a few sizes (powers of two from ``smallest``, and
-    ``max_len``), so that compiled code and CUDA graphs see a handful of shapes instead of one per
-    longest history. Padding positions are masked, so only float rounding can change."""
-    rounded = max(smallest, 1 << max(0, int(width) - 1).bit_length())
-    return max(int(width), min(rounded, max_len))
-
-
-def pad_width(batch: Batch, width: int) -> Batch:
-    """``batch`` with its [B, L] tensors padded on the right to ``width`` positions (masked, zero);
-    the real positions (``row``, ``pos``) are unchanged. The batch itself when already that wide."""
-    extra = width - batch.mask.shape[1]
-    if extra <= 0:
-        return batch
-    pad = torch.nn.functional.pad
-    return Batch(item=batch.item, category=batch.category, hist_item=pad(batch.hist_item, (0, extra)),
-                 hist_category=pad(batch.hist_category, (0, extra)), mask=pad(batch.mask, (0, extra)),
-                 age=pad(batch.age, (0, extra)), label=batch.label, row=batch.row, pos=batch.pos)
-
-
 def make_store(prepared: Prepared, device: torch.device | str = "cpu") -> "BehaviourStore":
     """The behaviour store that training, evaluation and the analyses draw their batches from, with
     the behaviours table on ``device`` (moved there once, here)."""
@@ -184,7 +164,28 @@ class BehaviourStore:
         lens_host = s.hist_len[rows.host]  # [B]
         width = max(int(lens_host.max()) if len(lens_host) else 1, 1)  # L
         n = int(lens_host.sum())  # N
-        d, idx, dev = s.on_device, rows.device, self.device
+        batch, lens = self._gather(s, rows.device, width)
+        dev = self.device
+        batch.row = torch.repeat_interleave(torch.arange(len(rows), device=dev), lens, output_size=n)  # [N] row-major
+        first = torch.cumsum(lens, 0) - lens  # [B] index in [0, N) of each row's first real position
+        batch.pos = torch.arange(n, device=dev) - first.index_select(0, batch.row)  # [N]
+        return batch
+
+    def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int) -> Batch:
+        """The batch of samples ``idx`` (a [B] tensor on the device) at a fixed ``width``, with every one
+        of its B * width positions listed in ``row``/``pos`` (N = B * width), padding included: shapes
+        that depend on nothing but B and ``width``, and no host read at all, so the gather can be
+        captured in a CUDA graph (dinbench.graph_step). Padding positions carry item 0, age 0 and mask
+        False, so a pooler's result equals that of ``batch`` up to float summation order (weights are
+        exactly 0 there); only its cost grows with the padding."""
+        batch, _ = self._gather(s, idx, width)
+        flat = torch.arange(len(idx) * width, device=self.device)  # [B * L]
+        batch.row, batch.pos = flat // width, flat % width
+        return batch
+
+    def _gather(self, s: SampleSet, idx: torch.Tensor, width: int) -> tuple[Batch, torch.Tensor]:
+        """The padded [B, width] part of a batch (``row``/``pos`` left empty), and the rows' lengths [B]."""
+        d, dev = s.on_device, self.device
 
         def pick(t: torch.Tensor) -> torch.Tensor:  # [samples] -> [B]
             return t.index_select(0, idx)
@@ -200,9 +201,8 @@ class BehaviourStore:
             return column.index_select(0, beh).view(mask.shape)
 
         age = (pick(d.target_time)[:, None] - history(self.time)).masked_fill_(padding, 0)  # [B, L] int64
-        row = torch.repeat_interleave(torch.arange(len(idx), device=dev), lens, output_size=n)  # [N] row-major
-        first = torch.cumsum(lens, 0) - lens  # [B] index in [0, N) of each row's first real position
-        return Batch(
+        none = torch.empty(0, dtype=torch.long, device=dev)
+        batch = Batch(
             item=pick(d.item).long(),
             category=pick(d.category).long(),
             hist_item=history(self.item).long().masked_fill_(padding, 0),
@@ -210,9 +210,10 @@ class BehaviourStore:
             mask=mask,
             age=age.float(),
             label=pick(d.label),
-            row=row,
-            pos=torch.arange(n, device=dev) - first.index_select(0, row),  # [N]
+            row=none,
+            pos=none,
         )
+        return batch, lens
 
 
 def batch_indices(

@@ -88,7 +88,8 @@ class RunConfig:
         "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
     compile: str = _option(
         "off", "off; on: torch.compile the training step's model (fewer kernel launches); cuda-graphs: "
-        "compiled and replayed as CUDA graphs (CUDA only). Same numbers up to float rounding.",
+        "the whole step captured once as a CUDA graph and replayed (CUDA only; full-width batches). "
+        "Same numbers up to float rounding.",
         choices=COMPILE_MODES, compared=False)
     # the options of this config's pooler only, every one with its value (see Pooler.options)
     pooler_options: dict = field(default_factory=dict, metadata={"compared": False, "legacy": None})

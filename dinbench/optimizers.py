@@ -24,6 +24,12 @@ The network's dense parameters (MLP, attention) always train with (fused) Adam, 
 
 Under DistributedDataParallel the tables keep dense gradients (NCCL has no sparse all-reduce); the
 row-sparse rules then take a row as touched when its gradient is non-zero, which is the same set.
+
+A dense table gradient off the CPU (a small table on a GPU, DDP, ``--compile cuda-graphs``) is
+applied with a mask instead of a list of rows: every row is computed and only the touched ones are
+written, with no ``nonzero`` (which waits for the device) and fixed shapes, so a step never syncs
+and can be captured in a CUDA graph. ``capturable=True`` (cuda-graphs) also keeps the step count on
+the device, so that a replayed step advances the bias correction without Python running.
 """
 
 from __future__ import annotations
@@ -68,20 +74,22 @@ def _fused(params: list[nn.Parameter]) -> dict[str, Any]:
     return {"fused": True} if params and {p.device.type for p in params} <= {"cpu", "cuda"} else {}
 
 
-def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, model: nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``model``'s parameters. For the row-sparse ones the model's
-    embedding tables are found as its ``nn.Embedding`` modules."""
+    embedding tables are found as its ``nn.Embedding`` modules. ``capturable``: every step is free of
+    host syncs and host-side state, so it can be captured in a CUDA graph (CUDA parameters only)."""
     params = list(model.parameters())
+    graph = {"capturable": True} if capturable else {}
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, **_fused(params))
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, **_fused(params))
+        return torch.optim.Adam(params, lr=lr, **_fused(params), **graph)
     if name not in ROW_SPARSE:
         raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
     tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
     table_ids = {id(t) for t in tables}
     dense = [p for p in params if id(p) not in table_ids]
-    return RowSparse(dense, tables, lr=lr, rule=name)
+    return RowSparse(dense, tables, lr=lr, rule=name, capturable=capturable)
 
 
 class RowSparse(torch.optim.Optimizer):
@@ -96,21 +104,43 @@ class RowSparse(torch.optim.Optimizer):
     side), rowwise-adagrad's ``sum`` [rows]; plus the global step count.
     """
 
-    def __init__(self, dense: list[nn.Parameter], tables: list[nn.Parameter], lr: float, rule: str) -> None:
+    def __init__(self, dense: list[nn.Parameter], tables: list[nn.Parameter], lr: float, rule: str,
+                 capturable: bool = False) -> None:
         dense_group: dict[str, Any] = {"params": dense}
-        self.inner = torch.optim.Adam([dense_group], lr=lr, betas=BETAS, eps=EPS, **_fused(dense))
+        graph = {"capturable": True} if capturable else {}
+        self.inner = torch.optim.Adam([dense_group], lr=lr, betas=BETAS, eps=EPS, **_fused(dense), **graph)
         super().__init__([dense_group, {"params": tables, "rule": rule}], {"lr": lr})
         self.rule = rule
-        self.steps = 0
+        self.capturable = capturable
+        self._steps = 0
+        # capturable: the step count on the device (float64: exact for any count a run reaches)
+        self._step_t = torch.zeros((), dtype=torch.float64, device=tables[0].device) if capturable and tables else None
         self._slots: dict[torch.Tensor, torch.Tensor] = {}
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken (read back from the device when capturable: a host sync)."""
+        return int(self._step_t.item()) if self._step_t is not None else self._steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self._steps = value
+        if self._step_t is not None:
+            self._step_t.fill_(value)
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         self.inner.step()
-        self.steps += 1
+        if self._step_t is not None:
+            self._step_t += 1
+        else:
+            self._steps += 1
         group = self.param_groups[1]
         for table in group["params"]:
             if table.grad is None:
+                continue
+            if not table.grad.is_sparse and (table.device.type != "cpu" or self.capturable):
+                self._masked(table, table.grad, group["lr"])  # no nonzero: no host sync, fixed shapes
                 continue
             rows, grad = _touched_rows(table.grad, self._slot(table))  # [R], [R, dim]
             if rows.numel() == 0:
@@ -138,12 +168,48 @@ class RowSparse(torch.optim.Optimizer):
         moments = state["moments"].index_select(0, rows)  # [R, 2, dim]
         exp_avg = moments[:, 0].lerp_(grad, 1 - beta1)  # [R, dim]
         exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # [R, dim]
-        bias_correction1 = 1 - beta1**self.steps
-        bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
+        bias_correction1, bias_correction2_sqrt = self._bias_corrections()
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
         updated = table.index_select(0, rows).addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
         _write_rows(state["moments"], rows, moments)
         _write_rows(table, rows, updated)
+
+    def _bias_corrections(self) -> tuple[Any, Any]:
+        """(1 - beta1^t, sqrt(1 - beta2^t)) for step t: floats, or 0-d device tensors when capturable."""
+        beta1, beta2 = BETAS
+        if self._step_t is None:
+            return 1 - beta1**self._steps, (1 - beta2**self._steps) ** 0.5
+        t = self._step_t
+        return (1 - torch.pow(beta1, t)).float(), (1 - torch.pow(beta2, t)).sqrt().float()
+
+    @torch.no_grad()
+    def _masked(self, table: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        """The row rule over the whole table, written only where a row's gradient is non-zero
+        (``torch.where``): the same arithmetic as the row-list path for the touched rows, untouched
+        rows and their state unchanged. Cost in proportion to the table (meant for small tables and
+        GPUs), but no host sync and no data-dependent shapes."""
+        touched = grad.ne(0).any(1, keepdim=True)  # [rows, 1]
+        state = self.state[table]
+        if self.rule == "lazy-adam":
+            if not state:
+                state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
+            beta1, beta2 = BETAS
+            moments = state["moments"]
+            exp_avg = moments[:, 0].lerp(grad, 1 - beta1)  # [rows, dim]
+            exp_avg_sq = moments[:, 1].mul(beta2).addcmul_(grad, grad, value=1 - beta2)  # [rows, dim]
+            bias_correction1, bias_correction2_sqrt = self._bias_corrections()
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
+            step = exp_avg / denom * (-lr / bias_correction1)  # [rows, dim]
+            moments[:, 0] = torch.where(touched, exp_avg, moments[:, 0])
+            moments[:, 1] = torch.where(touched, exp_avg_sq, moments[:, 1])
+            table.add_(torch.where(touched, step, 0.0))
+        else:
+            if not state:
+                state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)
+            acc = state["sum"] + grad.pow(2).mean(1)  # [rows]
+            state["sum"].copy_(torch.where(touched[:, 0], acc, state["sum"]))
+            step = grad / (acc.sqrt() + ADAGRAD_EPS)[:, None] * -lr  # [rows, dim]
+            table.add_(torch.where(touched, step, 0.0))
 
     def _rowwise_adagrad(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """sum[r] += mean(g_r^2);  w_r -= lr * g_r / (sqrt(sum[r]) + eps), for the touched rows r."""

@@ -90,40 +90,28 @@ def check_compile(mode: str, device: torch.device) -> None:
     """Refuse, in one line, a ``--compile`` mode this device or this torch cannot run."""
     if mode == "off":
         return
-    if mode == "cuda-graphs" and torch.device(device).type != "cuda":
-        raise DinbenchError(f"--compile cuda-graphs needs a CUDA device (this run trains on {torch.device(device).type}); "
-                            "use --compile on, or --device cuda")
+    if mode == "cuda-graphs":  # captured by dinbench.graph_step, not compiled
+        if torch.device(device).type != "cuda":
+            raise DinbenchError(f"--compile cuda-graphs needs a CUDA device (this run trains on "
+                                f"{torch.device(device).type}); use --compile on, or --device cuda")
+        return
     from torch import _dynamo
 
     if not _dynamo.is_dynamo_supported():
         raise DinbenchError(f"--compile {mode}: torch.compile is not supported on this Python/torch; use --compile off")
 
 
-class _GraphStep(nn.Module):
-    """A compiled module under ``reduce-overhead`` (CUDA graphs): every call starts a new step, so the
-    replayed graph may overwrite the previous step's outputs (which are used up by then)."""
-
-    def __init__(self, compiled: nn.Module) -> None:
-        super().__init__()
-        self.compiled = compiled
-
-    def forward(self, *args, **kwargs):
-        torch.compiler.cudagraph_mark_step_begin()
-        return self.compiled(*args, **kwargs)
-
-
 def compile_net(net: nn.Module, mode: str) -> nn.Module:
-    """What trains under ``--compile mode``: ``net`` itself (off), ``torch.compile(net)`` (on), or
-    compiled with ``mode="reduce-overhead"`` (cuda-graphs: the step's kernels replayed as CUDA graphs).
+    """What trains under ``--compile mode``: ``torch.compile(net)`` under ``on``, else ``net`` itself
+    (``cuda-graphs`` captures the eager step whole: dinbench.graph_step).
 
     Only the training forward/backward is compiled; the plain model's weights are the same tensors, so
     selecting, saving and scoring the model (``Learner.model``) see no ``_orig_mod.`` wrapper.
     ``dynamic=True``: a batch's real history positions (N) differ from batch to batch, so sizes are
     symbolic from the first compile (compiling static first and then again dynamic took twice as long:
-    216 s against 107 s for a tiny din run on a loaded 2-core CPU). Under cuda-graphs the widths are
-    rounded (``batches.round_width``), but N still varies, so a graph is recorded per distinct N.
+    216 s against 107 s for a tiny din run on a loaded 2-core CPU).
     """
-    if mode == "off":
+    if mode != "on":
         return net
     # each run compiles afresh (the on-disk cache still serves a graph seen before): runs of other poolers
     # in one process would otherwise pile recompiles onto CTRModel.forward until dynamo's limit (8)
@@ -131,9 +119,7 @@ def compile_net(net: nn.Module, mode: str) -> nn.Module:
     from torch import _dynamo
 
     _dynamo.reset()
-    if mode == "on":
-        return torch.compile(net, dynamic=True)
-    return _GraphStep(torch.compile(net, mode="reduce-overhead", dynamic=True))
+    return torch.compile(net, dynamic=True)
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dinbench import checkpoint, optimizers
+from dinbench import checkpoint, graph_step, optimizers
 from dinbench.atomic import write_atomic
 from dinbench.batches import (
-    BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store, pad_width, round_width,
+    Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store,
 )
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig, config_from_record
@@ -145,11 +145,16 @@ class Learner:
 
 def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch.device, runtime: Runtime) -> Learner:
     check_compile(cfg.compile, device)
+    graph_step.check(cfg, device, runtime.world)
+    graphs = cfg.compile == "cuda-graphs"
     # sparse table gradients for the row-sparse optimizers, except under DDP (no sparse all-reduce in NCCL)
-    sparse = optimizers.is_row_sparse(cfg.optimizer) and runtime.world == 1
+    # and in a CUDA graph (a sparse gradient's size varies from batch to batch)
+    sparse = optimizers.is_row_sparse(cfg.optimizer) and runtime.world == 1 and not graphs
     model = build_model(cfg, prepared, sparse).to(device)  # draws the initial weights from torch's seeded generator
-    net = compile_net(runtime.wrap(model), cfg.compile)  # --compile: the training step only, same weights
-    optimizer = optimizers.make_optimizer(cfg.optimizer, model, cfg.lr)
+    if graphs:
+        graph_step.check_model(model)
+    net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on: the training step only, same weights
+    optimizer = optimizers.make_optimizer(cfg.optimizer, model, cfg.lr, capturable=graphs)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
         if cfg.lr_decay_steps
@@ -222,6 +227,9 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)  # batch order: one permutation per epoch
         self.data = make_splits(cfg, prepared, self.device)
         self.learner = make_learner(cfg, prepared, self.data, self.device, runtime)
+        # --compile cuda-graphs: full batches replay one captured step (dinbench.graph_step)
+        self.graph = (graph_step.GraphStep(self.static_step, cfg.batch_size, self.device)
+                      if cfg.compile == "cuda-graphs" else None)
 
     def fit(self, resume: dict[str, Any] | None = None) -> Fitted:
         """Train from the start, or from the checkpoint ``resume``; the model at the selected epoch."""
@@ -274,15 +282,26 @@ class Trainer:
     def step(self, rows: Rows) -> torch.Tensor:
         """One optimizer step on the global batch ``rows``; returns its mean loss (a 0-d tensor on the
         device, not read back here: the loop's EpochLoss does that every CHECK_EVERY steps)."""
-        cfg, learner = self.cfg, self.learner
+        if self.graph is not None and len(rows) == self.cfg.batch_size:
+            return self.graph(rows.device)
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
         batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L], on the device
-        if cfg.compile == "cuda-graphs":  # a few static widths for the graphs (padding is masked)
-            batch = pad_width(batch, round_width(batch.mask.shape[1], cfg.max_len))
+        return self.update(batch, n_real, len(rows))
+
+    def static_step(self, idx: torch.Tensor) -> torch.Tensor:
+        """The step of a full batch of samples ``idx`` ([B] on the device) at fixed shapes and without a
+        host read (what dinbench.graph_step captures); its mean loss."""
+        batch = self.data.store.batch_static(self.data.train, idx, self.cfg.max_len)  # [B, max_len], N = B * max_len
+        return self.update(batch, len(idx), len(idx))
+
+    def update(self, batch: Batch, n_real: int, n_global: int) -> torch.Tensor:
+        """Forward, backward and optimizer step on ``batch`` (this process's ``n_real`` rows of a global
+        batch of ``n_global``); its mean loss, a 0-d tensor on the device."""
+        cfg, learner = self.cfg, self.learner
         with autocast(cfg.precision, self.device):
             logits, _ = learner.net(batch)  # [B]
         logits = logits.float()
-        objective, loss = self.runtime.objective(logits, batch.label, n_real, len(rows))  # [], []
+        objective, loss = self.runtime.objective(logits, batch.label, n_real, n_global)  # [], []
         if learner.regularizer is not None:
             emb = learner.model.embeddings
             objective = loss + learner.regularizer(
@@ -290,7 +309,7 @@ class Trainer:
                 torch.cat([batch.item[:, None], batch.hist_item], 1),  # [B, 1 + L]
                 torch.cat([batch.category[:, None], batch.hist_category], 1),  # [B, 1 + L]
             )
-        learner.optimizer.zero_grad(set_to_none=True)
+        learner.optimizer.zero_grad(set_to_none=self.graph is None)  # a graph keeps the gradients' addresses
         objective.backward()
         if cfg.grad_clip > 0:
             optimizers.clip_grad_norm(learner.model.parameters(), cfg.grad_clip)

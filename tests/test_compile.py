@@ -1,4 +1,4 @@
-"""--compile: the history width rounded to a few static sizes changes no pooler's output beyond
+"""--compile: the static batch that cuda-graphs captures changes no pooler's output or gradient beyond
 float rounding; torch.compile trains to the same metrics as the eager model and saves the plain
 model's weights; cuda-graphs without CUDA is refused in one line."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dinbench import poolers
-from dinbench.batches import BehaviourStore, pad_width, round_width
+from dinbench.batches import BehaviourStore
 from dinbench.config import RunConfig
 from dinbench.errors import DinbenchError
 from dinbench.grid import run_identity
@@ -29,18 +29,13 @@ def _compile_unavailable() -> str | None:
     return None
 
 
-def test_round_width_gives_a_few_sizes_never_narrower_nor_beyond_max_len():
-    assert [round_width(w, 50) for w in (1, 7, 8, 9, 16, 17, 32, 33, 50)] == [8, 8, 8, 16, 16, 32, 32, 50, 50]
-    assert round_width(3, 4) == 4 and round_width(300, 100_000) == 512
-    assert len({round_width(w, 50) for w in range(1, 51)}) == 4
-
-
 @pytest.mark.parametrize("spec, options", [(s, {}) for s in poolers.expand("all")] + [
-    ("din", {"outer_product": True}), ("din", {"attention_activation": "dice"}),
+    ("din", {"outer_product": True}),
 ])
-def test_padding_histories_to_the_rounded_width_changes_no_pooler(tiny, spec, options):
-    """Padding positions are masked: logits and the real positions' weights stay equal up to float
-    rounding (softmax attention included), padding weights stay 0, in training and in eval mode."""
+def test_the_static_batch_of_cuda_graphs_changes_no_pooler(tiny, spec, options):
+    """--compile cuda-graphs trains on batch_static (every row max_len wide, every position listed):
+    logits, the real positions' weights and every gradient equal the packed batch's up to float
+    rounding, padding weights are 0, in training and in eval mode."""
     torch.manual_seed(0)
     cfg = RunConfig(pooler=spec, pooler_options=options, embedding_dim=8, mlp_hidden=(16,), max_len=20)
     model = build_model(cfg, tiny)
@@ -49,16 +44,27 @@ def test_padding_histories_to_the_rounded_width_changes_no_pooler(tiny, spec, op
     idx = np.random.default_rng(0).permutation(len(samples))[:64]
     batch = store.batch(samples, idx)
     width = batch.mask.shape[1]
-    wide = pad_width(batch, round_width(width, 64) + 3)
-    assert wide.mask.shape[1] > width and not wide.mask[:, width:].any()
+    wide = cfg.max_len + 5  # wider than any history: padding positions in every row
+    static = store.batch_static(samples, torch.from_numpy(idx), wide)
+    assert static.mask.shape == (64, wide) and len(static.row) == 64 * wide
+    assert width < wide and not static.mask[:, width:].any()
     for train in (True, False):
         model.train(train)
-        logits, weights = model(batch)
-        logits_wide, weights_wide = model(wide)
-        torch.testing.assert_close(logits_wide, logits, rtol=1e-5, atol=1e-5)
+        grads = []
+        for b in (batch, static):
+            model.zero_grad(set_to_none=True)
+            logits, weights = model(b)
+            logits.sum().backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            if b is batch:
+                logits_packed, weights_packed = logits.detach(), weights
+        torch.testing.assert_close(logits.detach(), logits_packed, rtol=1e-5, atol=1e-5)
         if weights is not None:
-            torch.testing.assert_close(weights_wide[:, :width], weights, rtol=1e-5, atol=1e-5)
-            assert not weights_wide[:, width:].any()
+            torch.testing.assert_close(weights[:, :width], weights_packed, rtol=1e-5, atol=1e-5)
+            assert not weights[:, width:].any()
+        assert grads[0].keys() == grads[1].keys()
+        for name in grads[0]:
+            torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_cuda_graphs_without_cuda_is_refused_in_one_line(tiny, tmp_path, cli):
@@ -106,3 +112,68 @@ def test_a_compiled_run_matches_the_eager_run_and_saves_the_plain_model(tiny, tm
     assert set(saved) == set(torch.load(eager_dir / "model.pt", weights_only=True))
     assert not any("_orig_mod" in k for k in saved)
     assert json.loads((compiled_dir / "record.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("field, value, fix", [
+    ("l2_minibatch", 0.01, "--l2-minibatch 0"), ("lr_decay_steps", 100, "--lr-decay-steps 0"),
+])
+def test_cuda_graphs_refuses_what_a_graph_cannot_hold_in_one_line(field, value, fix):
+    from dinbench import graph_step
+
+    cfg = RunConfig(pooler="din", compile="cuda-graphs").replace(**{field: value})
+    with pytest.raises(DinbenchError, match=fix):
+        graph_step.check(cfg, torch.device("cuda"), world=1)
+    with pytest.raises(DinbenchError, match="without --distributed"):
+        graph_step.check(RunConfig(pooler="din", compile="cuda-graphs"), torch.device("cuda"), world=2)
+    graph_step.check(RunConfig(pooler="din", compile="cuda-graphs"), torch.device("cuda"), world=1)  # allowed
+
+
+def test_cuda_graphs_refuses_dice_in_the_attention_unit(tiny):
+    from dinbench import graph_step
+
+    graph_step.check_model(build_model(RunConfig(pooler="din", mlp_activation="dice"), tiny))  # the MLP's Dice: fine
+    with pytest.raises(DinbenchError, match="Dice in the attention unit"):
+        graph_step.check_model(build_model(RunConfig(pooler="din", pooler_options={"attention_activation": "dice"}), tiny))
+
+
+@pytest.mark.parametrize("optimizer", ["lazy-adam", "adam", "rowwise-adagrad"])
+def test_the_static_step_trains_like_the_eager_step(tiny, optimizer):
+    """What cuda-graphs captures (Trainer.static_step: the static batch, gradients zeroed in place),
+    run eagerly on the CPU for a few full batches, moves the weights as the eager step does."""
+    from dinbench.runtime import LocalRuntime
+    from dinbench.train import Trainer
+
+    cfg = RunConfig(pooler="din:softmax", batch_size=64, embedding_dim=4, mlp_hidden=(8,), max_len=20,
+                    lr=0.01, optimizer=optimizer)
+    eager, static = Trainer(cfg, tiny, LocalRuntime()), Trainer(cfg, tiny, LocalRuntime())
+    static.graph = object()  # as under cuda-graphs: gradients are zeroed in place, never set to None
+    rows = static.data.store.rows(np.random.default_rng(0).permutation(len(static.data.train))[: 64 * 4])
+    for i in range(4):
+        part = rows[i * 64 : (i + 1) * 64]
+        loss_eager = eager.step(part) if i < 3 else eager.update(eager.data.store.batch(eager.data.train, part), 64, 64)
+        loss_static = static.static_step(part.device)
+        torch.testing.assert_close(loss_static, loss_eager, rtol=1e-5, atol=1e-6)
+    invariant = "poolers.0.rest.3.bias"  # the scores' shared offset, which softmax ignores: its gradient is rounding noise
+    for (name, a), b in zip(eager.learner.model.state_dict().items(), static.learner.model.state_dict().values()):
+        if name != invariant:
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    probe = eager.data.store.batch(eager.data.test, np.arange(128))
+    torch.testing.assert_close(static.learner.model(probe)[0], eager.learner.model(probe)[0], rtol=1e-4, atol=1e-5)
+    assert all(p.grad is not None for p in static.learner.model.parameters() if p.requires_grad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="--compile cuda-graphs needs a CUDA device")
+@pytest.mark.parametrize("spec", ["din:softmax", "average"])
+def test_a_cuda_graphs_run_matches_the_eager_run_on_cuda(tiny, tmp_path, spec):
+    """On a GPU: the captured run's metrics equal the eager run's within float tolerance, and its
+    optimizer's step count (kept on the device) counts every step."""
+    from dinbench.train import train_run
+
+    cfg = RunConfig(pooler=spec, epochs=2, batch_size=64, embedding_dim=4, mlp_hidden=(8,), max_len=20,
+                    lr=0.01, device="cuda")
+    _, eager = train_run(cfg, tiny, tmp_path / "eager")
+    _, graphs = train_run(cfg.replace(compile="cuda-graphs"), tiny, tmp_path / "graphs")
+    for a, b in zip(eager["epochs"], graphs["epochs"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a, b)
+        assert abs(a["valid"]["gauc"] - b["valid"]["gauc"]) < 1e-3, (a, b)
+    assert abs(eager["test"]["auc"] - graphs["test"]["auc"]) < 1e-3

@@ -28,10 +28,14 @@ class MaxPooler(Pooler):
         among them rather than given to one; the tied positions embed the same table row, so the
         embeddings' gradients are the same as with a max over the padded layout.
         """
-        keys, lengths = packed.keys, packed.mask.sum(1)  # [N, D], [B]: each row's positions are contiguous
+        keys, real = packed.keys, packed.real  # [N, D], [N] or None
+        if real is not None:  # padding listed too (a static batch): it never wins
+            keys = keys.masked_fill(~real.unsqueeze(-1), float("-inf"))
+        nonempty = packed.mask.any(1, keepdim=True)  # [B, 1]
         if keys.device.type in ("cpu", "cuda"):  # segment_reduce: twice as fast as scatter_reduce on CPU
-            pooled = torch.segment_reduce(keys, "max", lengths=lengths, axis=0, unsafe=True)  # [B, D]
-            return torch.where((lengths > 0).unsqueeze(-1), pooled, 0.0), None  # an empty row pools to 0
+            # each row's listed positions are contiguous
+            pooled = torch.segment_reduce(keys, "max", lengths=packed.lengths(), axis=0, unsafe=True)  # [B, D]
+            return torch.where(nonempty, pooled, 0.0), None  # an empty row pools to 0
         index = packed.row.unsqueeze(-1).expand_as(keys)  # [N, D]
         empty = keys.new_zeros(packed.rows, keys.shape[1])  # [B, D]
-        return empty.scatter_reduce(0, index, keys, "amax", include_self=False), None
+        return torch.where(nonempty, empty.scatter_reduce(0, index, keys, "amax", include_self=False), 0.0), None

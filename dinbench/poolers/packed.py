@@ -38,6 +38,19 @@ class Packed:
     def rows(self) -> int:
         return self.mask.shape[0]
 
+    @property
+    def real(self) -> torch.Tensor | None:
+        """[N] bool, True where a listed position is a real one; None when all are. Listing every one
+        of the B * L positions (``BehaviourStore.batch_static``, for CUDA graphs) lists padding too;
+        listing only real positions lists none. N alone tells which, without reading the device."""
+        return self.mask.reshape(-1) if self.keys.shape[0] == self.mask.numel() else None
+
+    def lengths(self) -> torch.Tensor:
+        """[B] listed positions per row (contiguous, row-major): every position, or the real ones."""
+        if self.keys.shape[0] == self.mask.numel():
+            return torch.full((self.rows,), self.mask.shape[1], dtype=torch.long, device=self.mask.device)
+        return self.mask.sum(1)
+
     def narrow(self, columns: slice) -> "Packed":
         """The same positions with keys[:, columns] (one attention group of the embedding)."""
         return Packed(self.keys[:, columns], self.row, self.pos, self.mask)
