@@ -82,6 +82,9 @@ class Batch:
     label: torch.Tensor  # [B] float
     row: torch.Tensor  # [N] long, batch row of each real history position (row-major, N = mask.sum())
     pos: torch.Tensor  # [N] long, its position in [0, L)
+    # a static batch (batch_static) also lists padding positions, to a fixed N:
+    counts: torch.Tensor | None = None  # [B] long, positions listed per row (None: mask.sum(1))
+    real: torch.Tensor | None = None  # [N] bool, True at the listed positions that are real (None: all)
 
 
 @dataclass
@@ -171,20 +174,32 @@ class BehaviourStore:
         batch.pos = torch.arange(n, device=dev) - first.index_select(0, batch.row)  # [N]
         return batch
 
-    def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int) -> Batch:
-        """The batch of samples ``idx`` (a [B] tensor on the device) at a fixed ``width``, with every one
-        of its B * width positions listed in ``row``/``pos`` (N = B * width), padding included: shapes
-        that depend on nothing but B and ``width``, and no host read at all, so the gather can be
-        captured in a CUDA graph (dinbench.graph_step). Padding positions carry item 0, age 0 and mask
-        False, so a pooler's result equals that of ``batch`` up to float summation order (weights are
-        exactly 0 there); only its cost grows with the padding."""
-        batch, _ = self._gather(s, idx, width)
-        flat = torch.arange(len(idx) * width, device=self.device)  # [B * L]
-        batch.row, batch.pos = flat // width, flat % width
+    def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int, capacity: int) -> Batch:
+        """The batch of samples ``idx`` (a [B] tensor on the device) with shapes that depend only on B,
+        ``width`` (>= every history's length) and ``capacity`` (>= the batch's real positions), and no
+        host read, so that it can be captured in a CUDA graph (dinbench.graph_step).
+
+        Its [B, L] tensors are ``width + 1`` wide (the last column is always padding). It lists
+        N = ``capacity`` positions: the real ones, row-major as in ``batch``, then fillers up to N,
+        all in the last row at its padding positions (``real`` False, ``counts`` says how many each
+        row lists). Poolers weight padding 0, so results equal ``batch``'s up to float summation
+        order. Fillers and padding keep the item and category of the behaviour row they point at
+        (not 0): a gradient of exact zeros spread over many table rows, instead of thousands of
+        lookups of row 0, whose gradient sum would run serially on a GPU."""
+        batch, lens = self._gather(s, idx, width + 1, zero_padding=False)
+        dev, b = self.device, len(idx)
+        counts = torch.cat([lens[:-1], (capacity - lens[:-1].sum()).reshape(1)])  # [B] the last row takes the fillers
+        row = torch.repeat_interleave(torch.arange(b, device=dev), counts, output_size=capacity)  # [N]
+        first = torch.cumsum(counts, 0) - counts  # [B]
+        pos = (torch.arange(capacity, device=dev) - first.index_select(0, row)).clamp_(max=width)  # [N]
+        batch.row, batch.pos, batch.counts = row, pos, counts
+        batch.real = batch.mask[row, pos]  # [N]
         return batch
 
-    def _gather(self, s: SampleSet, idx: torch.Tensor, width: int) -> tuple[Batch, torch.Tensor]:
-        """The padded [B, width] part of a batch (``row``/``pos`` left empty), and the rows' lengths [B]."""
+    def _gather(self, s: SampleSet, idx: torch.Tensor, width: int,
+                zero_padding: bool = True) -> tuple[Batch, torch.Tensor]:
+        """The padded [B, width] part of a batch (``row``/``pos`` left empty), and the rows' lengths [B].
+        ``zero_padding``: item and category 0 at padding (else those of the behaviour row pointed at)."""
         d, dev = s.on_device, self.device
 
         def pick(t: torch.Tensor) -> torch.Tensor:  # [samples] -> [B]
@@ -202,11 +217,14 @@ class BehaviourStore:
 
         age = (pick(d.target_time)[:, None] - history(self.time)).masked_fill_(padding, 0)  # [B, L] int64
         none = torch.empty(0, dtype=torch.long, device=dev)
+        hist_item, hist_category = history(self.item).long(), history(self.category).long()  # [B, L]
+        if zero_padding:
+            hist_item, hist_category = hist_item.masked_fill_(padding, 0), hist_category.masked_fill_(padding, 0)
         batch = Batch(
             item=pick(d.item).long(),
             category=pick(d.category).long(),
-            hist_item=history(self.item).long().masked_fill_(padding, 0),
-            hist_category=history(self.category).long().masked_fill_(padding, 0),
+            hist_item=hist_item,
+            hist_category=hist_category,
             mask=mask,
             age=age.float(),
             label=pick(d.label),

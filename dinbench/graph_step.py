@@ -6,17 +6,19 @@ host most of the time (busy 20 %, benchmarks/gpu.py). A replayed graph is one la
 
 What capture needs, and how the step provides it:
 
-- **Fixed shapes.** Every captured batch has ``batch_size`` rows and ``max_len`` history positions,
-  all of them listed as positions (``BehaviourStore.batch_static``: N = B * L, padding with weight 0),
-  so results equal the packed eager batch up to float summation order. An epoch's last, smaller
-  batch runs eagerly.
+- **Fixed shapes.** Every captured batch has ``batch_size`` rows, ``max_len + 1`` history columns and
+  a fixed number N of listed history positions (``BehaviourStore.batch_static``): its real ones, then
+  fillers at padding, weighted 0, so results equal the packed eager batch up to float summation
+  order. N is the batch's real positions (counted on the host) rounded up by ``capacity`` to one of a
+  few sizes; each size gets its own graph. An epoch's last, smaller batch runs eagerly.
 - **No host syncs.** Dense table gradients (a sparse one's size varies), the optimizer's masked row
   update and its step count on the device (``optimizers.make_optimizer(capturable=True)``).
 - **Fixed addresses.** The batch's sample indices are copied into one buffer before each replay;
   gradients are zeroed in place and never set to None (``Trainer.update``).
-- **Warm-up.** The first ``WARMUP`` full batches train eagerly on a side stream (real steps) so that
-  the optimizer's state and the libraries' workspaces exist before capture; the step is then
-  captured on the next batch and replayed for it (capture itself runs nothing).
+- **Warm-up.** The first ``WARMUP`` full batches (then one per new size) train eagerly on a side
+  stream (real steps) so that the optimizer's state and the libraries' workspaces exist before
+  capture; the step is then captured on the next batch of that size and replayed for it (capture
+  itself runs nothing).
 
 What it cannot express is refused in one line before a run starts (``check``).
 """
@@ -29,7 +31,17 @@ import torch
 
 from dinbench.errors import DinbenchError
 
-WARMUP = 3  # eager full batches before the capture
+WARMUP = 3  # eager full batches before the first capture (then one before each new size's)
+
+
+def capacity(positions: int, batch_size: int, max_len: int) -> int:
+    """The listed positions N of a static batch with ``positions`` real ones: a whole number c of
+    positions per row, c = ceil(positions / B) up to 16, then rounded up to a multiple of 4, at most
+    ``max_len`` (so at most 16 + (max_len - 16) / 4 sizes, each a graph; <= 25 % of N is filler)."""
+    c = max(1, -(-positions // batch_size))
+    if c > 16:
+        c = -(-c // 4) * 4
+    return batch_size * max(min(c, max_len), -(-positions // batch_size))
 
 
 def check(cfg, device: torch.device, world: int) -> None:
@@ -59,33 +71,37 @@ def check_model(model: torch.nn.Module) -> None:
 
 
 class GraphStep:
-    """Call with a full batch's sample indices ([B] long on the device); returns the batch's loss
-    (a 0-d tensor that the next call overwrites: read or copy it before then).
+    """Call with a full batch's sample indices ([B] long on the device) and the static batch's
+    ``capacity``; returns the batch's loss (a 0-d tensor that the next call of the same capacity
+    overwrites: read or copy it before then).
 
-    ``step(idx)`` is the eager step on the static batch of ``idx``; it is run ``WARMUP`` times, then
-    captured once with ``idx`` pointing at this object's buffer, then replayed.
+    ``step(idx, capacity)`` is the eager step on the static batch of ``idx``; it is warmed up, then
+    captured once per capacity with ``idx`` pointing at this object's buffer, then replayed.
     """
 
-    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device) -> None:
+    def __init__(self, step: Callable[[torch.Tensor, int], torch.Tensor], batch_size: int,
+                 device: torch.device) -> None:
         self.step = step
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)  # [B] the replayed step's input
-        self.calls = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.loss: torch.Tensor | None = None
+        self.warm: dict[int, int] = {}  # eager warm-up steps taken, per capacity
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.losses: dict[int, torch.Tensor] = {}
 
-    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, capacity: int) -> torch.Tensor:
         self.idx.copy_(idx)
-        if self.graph is None:
-            if self.calls < WARMUP:
-                self.calls += 1
+        graph = self.graphs.get(capacity)
+        if graph is None:
+            if self.warm.get(capacity, 0) < (1 if self.graphs else WARMUP):
+                self.warm[capacity] = self.warm.get(capacity, 0) + 1
                 side = torch.cuda.Stream()
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
-                    loss = self.step(self.idx)
+                    loss = self.step(self.idx, capacity)
                 torch.cuda.current_stream().wait_stream(side)
                 return loss
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.loss = self.step(self.idx)
-        self.graph.replay()
-        return self.loss
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.losses[capacity] = self.step(self.idx, capacity)
+            self.graphs[capacity] = graph
+        graph.replay()
+        return self.losses[capacity]

@@ -283,15 +283,17 @@ class Trainer:
         """One optimizer step on the global batch ``rows``; returns its mean loss (a 0-d tensor on the
         device, not read back here: the loop's EpochLoss does that every CHECK_EVERY steps)."""
         if self.graph is not None and len(rows) == self.cfg.batch_size:
-            return self.graph(rows.device)
+            positions = int(self.data.train.hist_len[rows.host].sum())  # the batch's real positions (host)
+            return self.graph(rows.device, graph_step.capacity(positions, len(rows), self.cfg.max_len))
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
         batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L], on the device
         return self.update(batch, n_real, len(rows))
 
-    def static_step(self, idx: torch.Tensor) -> torch.Tensor:
-        """The step of a full batch of samples ``idx`` ([B] on the device) at fixed shapes and without a
-        host read (what dinbench.graph_step captures); its mean loss."""
-        batch = self.data.store.batch_static(self.data.train, idx, self.cfg.max_len)  # [B, max_len], N = B * max_len
+    def static_step(self, idx: torch.Tensor, capacity: int) -> torch.Tensor:
+        """The step of a full batch of samples ``idx`` ([B] on the device) listing ``capacity`` history
+        positions (>= its real ones), at fixed shapes and without a host read (what dinbench.graph_step
+        captures); its mean loss."""
+        batch = self.data.store.batch_static(self.data.train, idx, self.cfg.max_len, capacity)  # N = capacity
         return self.update(batch, len(idx), len(idx))
 
     def update(self, batch: Batch, n_real: int, n_global: int) -> torch.Tensor:

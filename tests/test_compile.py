@@ -33,9 +33,9 @@ def _compile_unavailable() -> str | None:
     ("din", {"outer_product": True}),
 ])
 def test_the_static_batch_of_cuda_graphs_changes_no_pooler(tiny, spec, options):
-    """--compile cuda-graphs trains on batch_static (every row max_len wide, every position listed):
-    logits, the real positions' weights and every gradient equal the packed batch's up to float
-    rounding, padding weights are 0, in training and in eval mode."""
+    """--compile cuda-graphs trains on batch_static (fixed width, a fixed number of listed positions:
+    the real ones, then fillers at padding): logits, the real positions' weights and every gradient
+    equal the packed batch's up to float rounding, padding weights are 0, in training and eval mode."""
     torch.manual_seed(0)
     cfg = RunConfig(pooler=spec, pooler_options=options, embedding_dim=8, mlp_hidden=(16,), max_len=20)
     model = build_model(cfg, tiny)
@@ -44,10 +44,12 @@ def test_the_static_batch_of_cuda_graphs_changes_no_pooler(tiny, spec, options):
     idx = np.random.default_rng(0).permutation(len(samples))[:64]
     batch = store.batch(samples, idx)
     width = batch.mask.shape[1]
-    wide = cfg.max_len + 5  # wider than any history: padding positions in every row
-    static = store.batch_static(samples, torch.from_numpy(idx), wide)
-    assert static.mask.shape == (64, wide) and len(static.row) == 64 * wide
-    assert width < wide and not static.mask[:, width:].any()
+    real = int(samples.hist_len[idx].sum())
+    static = store.batch_static(samples, torch.from_numpy(idx), cfg.max_len, capacity=real + 37)
+    wide = cfg.max_len + 1
+    assert static.mask.shape == (64, wide) and len(static.row) == real + 37 and int(static.real.sum()) == real
+    assert not static.mask[:, width:].any() and int(static.counts.sum()) == real + 37
+    assert static.mask[static.row, static.pos].equal(static.real)  # fillers sit at padding
     for train in (True, False):
         model.train(train)
         grads = []
@@ -151,7 +153,7 @@ def test_the_static_step_trains_like_the_eager_step(tiny, optimizer):
     for i in range(4):
         part = rows[i * 64 : (i + 1) * 64]
         loss_eager = eager.step(part) if i < 3 else eager.update(eager.data.store.batch(eager.data.train, part), 64, 64)
-        loss_static = static.static_step(part.device)
+        loss_static = static.static_step(part.device, int(static.data.train.hist_len[part.host].sum()) + 50)
         torch.testing.assert_close(loss_static, loss_eager, rtol=1e-5, atol=1e-6)
     invariant = "poolers.0.rest.3.bias"  # the scores' shared offset, which softmax ignores: its gradient is rounding noise
     for (name, a), b in zip(eager.learner.model.state_dict().items(), static.learner.model.state_dict().values()):

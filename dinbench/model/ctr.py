@@ -86,7 +86,7 @@ class CTRModel(nn.Module):
         q = self.embeddings(batch.item, batch.category)  # [B, D]
         at = (batch.row, batch.pos)  # [N], [N]: the real history positions, row-major
         keys = self.embeddings(batch.hist_item[at], batch.hist_category[at])  # [N, D]
-        packed = Packed(keys, batch.row, batch.pos, batch.mask)
+        packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real)
         if self.architecture == "ranking":
             pooled, weights = self.pool(q, packed, batch.age)  # [B, D], [B, L]
             return self.mlp(torch.cat([q, pooled], dim=-1)), weights

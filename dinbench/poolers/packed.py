@@ -27,6 +27,9 @@ class Packed:
     row: torch.Tensor  # [N] long
     pos: torch.Tensor  # [N] long
     mask: torch.Tensor  # [B, L] bool
+    # a static batch (CUDA graphs) lists padding positions too, to a fixed N (BehaviourStore.batch_static)
+    counts: torch.Tensor | None = None  # [B] positions listed per row, contiguous (None: mask.sum(1))
+    real: torch.Tensor | None = None  # [N] bool, True where a listed position is real (None: all are)
 
     @classmethod
     def from_padded(cls, keys: torch.Tensor, mask: torch.Tensor) -> "Packed":
@@ -38,22 +41,13 @@ class Packed:
     def rows(self) -> int:
         return self.mask.shape[0]
 
-    @property
-    def real(self) -> torch.Tensor | None:
-        """[N] bool, True where a listed position is a real one; None when all are. Listing every one
-        of the B * L positions (``BehaviourStore.batch_static``, for CUDA graphs) lists padding too;
-        listing only real positions lists none. N alone tells which, without reading the device."""
-        return self.mask.reshape(-1) if self.keys.shape[0] == self.mask.numel() else None
-
     def lengths(self) -> torch.Tensor:
-        """[B] listed positions per row (contiguous, row-major): every position, or the real ones."""
-        if self.keys.shape[0] == self.mask.numel():
-            return torch.full((self.rows,), self.mask.shape[1], dtype=torch.long, device=self.mask.device)
-        return self.mask.sum(1)
+        """[B] listed positions per row (contiguous, row-major)."""
+        return self.counts if self.counts is not None else self.mask.sum(1)
 
     def narrow(self, columns: slice) -> "Packed":
         """The same positions with keys[:, columns] (one attention group of the embedding)."""
-        return Packed(self.keys[:, columns], self.row, self.pos, self.mask)
+        return Packed(self.keys[:, columns], self.row, self.pos, self.mask, self.counts, self.real)
 
     def at_rows(self, x: torch.Tensor) -> torch.Tensor:
         """A per-row tensor x [B, ...] -> [N, ...], row ``row[n]`` for each real position.
@@ -68,6 +62,10 @@ class Packed:
         """values [N, ...] -> [B, ...]: per batch row, the sum over its real positions (0 for an empty row)."""
         out = values.new_zeros((self.rows, *values.shape[1:]))
         return out.index_add(0, self.row, values)
+
+    def real_keys(self) -> torch.Tensor:
+        """keys [N, D] with listed padding positions (a static batch's fillers) zeroed."""
+        return self.keys if self.real is None else self.keys.masked_fill(~self.real.unsqueeze(-1), 0)
 
     def weighted_sum(self, weights: torch.Tensor) -> torch.Tensor:
         """weights [B, L] (or [N] per real position) -> [B, D] = sum_l weights[b, l] * keys[b, l]."""

@@ -21,4 +21,4 @@ class SumPooler(Pooler):
 
     def pool_packed(self, query, packed, age=None):
         weights = packed.mask.to(packed.keys.dtype)  # [B, L], 1 at real positions
-        return packed.segment_sum(packed.keys), weights
+        return packed.segment_sum(packed.real_keys()), weights
