@@ -72,7 +72,7 @@ def main() -> None:
         prepared = contract.load(Path(tmp), "synthetic")
         counts = prepared.manifest["counts"]
         print(f"synthetic: {counts['users']:,} users, {counts['train_samples']:,} train samples; batch "
-              f"{args.batch_size:,}, embedding 32, max length 50, Adam, {args.epochs} epochs, seed 0\n")
+              f"{args.batch_size:,}, embedding 32, max length 50, optimizer {RunConfig().optimizer} (the default), {args.epochs} epochs, seed 0\n")
         header = f"{'pooler':<10} {'compile':<12} {'first epoch s':>13} {'rows/s':>10} {'x off':>6} {'test AUC':>9} {'AUC - off':>10}"
         print(header)
         print("-" * len(header))
