@@ -10,12 +10,14 @@ CUDA context) and another for the peer:
 
 - **training rows/s** on the train split (as the peer): for each pooler and batch size, one untimed warm-up epoch of dinbench's own
   loop (``dinbench.train.Trainer.train_epoch``: batch building, step, everything a run does), then
-  ``--epochs`` timed epochs, the clock read after ``torch.cuda.synchronize()``;
+  ``--epochs`` timed epochs, and more until ``--min-seconds`` have passed (NVML's utilisation is an
+  average over its own sample period, up to a second, so a shorter window mixes in the idle time
+  around it), the clock read after ``torch.cuda.synchronize()``;
 - **busy share** during the timed epochs: on CUDA the GPU's utilisation (the share of time a kernel
   was running) sampled every 50 ms by ``torch.cuda.utilization`` (NVML), or by ``nvidia-smi -lms 50``
   when pynvml is missing; on CPU the process's CPU time / wall time / torch threads;
 - **evaluation rows/s**: ``dinbench.runtime.predict`` over the training samples at ``--eval-batch``
-  rows per batch (best of 2 passes);
+  rows per batch (best of 3 passes);
 - **peak memory**: ``torch.cuda.max_memory_allocated`` over training and evaluation (reset for each
   pooler and batch size); on CPU the process's peak RSS so far (cumulative over the measurements);
 - **the peer**: DeepCTR-Torch 0.3.0 ``DIN`` on the same samples and device, with
@@ -57,6 +59,7 @@ def main() -> None:
     ap.add_argument("--poolers", default=None, help="'all' (default) or a comma list of pooler specs")
     ap.add_argument("--batch-sizes", default="1024,8192")
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs after the warm-up one (default 2; --quick 1)")
+    ap.add_argument("--min-seconds", type=float, default=3.0, help="time at least this long per pooler and batch size (whole epochs)")
     ap.add_argument("--eval-batch", type=int, default=65536)
     ap.add_argument("--dataset", default="amazon-beauty")
     ap.add_argument("--data-dir", type=Path, default=speed.DEFAULT_DATA)
@@ -88,11 +91,11 @@ def main() -> None:
         speed.ensure_dataset(args.data_dir, args.interactions)
     job = dict(data_dir=str(args.data_dir), dataset=args.dataset, train_rows=args.train_rows, device=device,
                threads=threads, poolers=poolers, batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
-               epochs=epochs, eval_batch=args.eval_batch, overrides=overrides)
+               epochs=epochs, min_seconds=args.min_seconds, eval_batch=args.eval_batch, overrides=overrides)
     load = os.getloadavg()
     print(f"{args.dataset}{f' (first {args.train_rows:,} training rows)' if args.train_rows else ''} from {args.data_dir}; "
           f"optimizer {effective(overrides, 'optimizer')}{', compile ' + overrides['compile'] if overrides.get('compile') else ''}; "
-          f"1 warm-up + {epochs} timed epoch(s); torch threads {threads}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
+          f"1 warm-up + {epochs} timed epoch(s) (more until {args.min_seconds:g} s); torch threads {threads}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
           flush=True)
 
     ours = worker(__file__, "measure", job)
@@ -222,7 +225,7 @@ def work_measure(job: dict) -> dict:
     runs = []
     for spec in specs:
         for batch in job["batch_sizes"]:
-            cfg = RunConfig(dataset=prepared.name, pooler=spec, epochs=1 + job["epochs"],
+            cfg = RunConfig(dataset=prepared.name, pooler=spec, epochs=10_000,  # the loop below decides
                             batch_size=batch, device=job["device"], **job["overrides"])
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
@@ -233,15 +236,17 @@ def work_measure(job: dict) -> dict:
             sync()
             with BusySampler(job["device"], job["threads"]) as busy:
                 t0 = time.perf_counter()
-                for _ in range(job["epochs"]):
+                timed = 0
+                while timed < job["epochs"] or time.perf_counter() - t0 < job.get("min_seconds", 0):
                     trainer.train_epoch(state)
                     state.next_epoch()
+                    timed += 1  # (an epoch ends with a read of its loss: the clock sees finished work)
                 sync()
                 seconds = time.perf_counter() - t0
-            rows = len(trainer.data.train) * job["epochs"]
+            rows = len(trainer.data.train) * timed
             model, store, samples = trainer.learner.model, trainer.data.store, trainer.data.train
             best = float("inf")
-            for _ in range(2):
+            for _ in range(3):
                 sync()
                 t0 = time.perf_counter()
                 predict(model, store, samples, job["eval_batch"], trainer.device)
