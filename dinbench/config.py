@@ -27,7 +27,7 @@ from dinbench.options import (
 )
 
 ARCHITECTURES = ("ranking", "two-tower")
-COMPILE_MODES = ("off", "on", "cuda-graphs")
+COMPILE_MODES = ("auto", "off", "on", "cuda-graphs")
 
 
 def _option(default: Any, help: str, kind: type = str, *, compared: bool = True, legacy: Any = None,
@@ -87,10 +87,11 @@ class RunConfig:
         "fp32", "fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are "
         "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
     compile: str = _option(
-        "off", "off; on: torch.compile the training step's model (fewer kernel launches); cuda-graphs: "
-        "the whole step captured once as a CUDA graph and replayed (CUDA only; full-width batches). "
-        "Same numbers up to float rounding.",
-        choices=COMPILE_MODES, compared=False)
+        "auto", "auto: cuda-graphs where it can run (one CUDA process, a fixed lr, no --l2-minibatch, no Dice "
+        "attention), else off; off: eager; on: torch.compile the training step's model (fewer kernel launches); "
+        "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200). "
+        "Same numbers up to float rounding; the record says which ran.",
+        choices=COMPILE_MODES, compared=False, legacy="off")
     # the options of this config's pooler only, every one with its value (see Pooler.options)
     pooler_options: dict = field(default_factory=dict, metadata={"compared": False, "legacy": None})
 

@@ -44,6 +44,22 @@ def capacity(positions: int, batch_size: int, max_len: int) -> int:
     return batch_size * max(min(c, max_len), -(-positions // batch_size))
 
 
+def resolve(cfg, device: torch.device, world: int):
+    """``cfg`` with ``--compile auto`` decided: ``cuda-graphs`` on a CUDA device when the run is one
+    the graph can hold (no refusal below would apply), else ``off`` (benchmarks/gpu.py and
+    benchmarks/compile.py: 2-5x eager on an H200, the same metrics up to float rounding; on a CPU
+    there is nothing to capture). Other modes are returned as they are."""
+    if cfg.compile != "auto":
+        return cfg
+    graphs = cfg.replace(compile="cuda-graphs")
+    try:
+        check(graphs, device, world)
+    except DinbenchError:
+        return cfg.replace(compile="off")
+    dice = any(v == "dice" for k, v in (cfg.pooler_options or {}).items() if k.startswith("attention"))
+    return cfg.replace(compile="off") if dice else graphs
+
+
 def check(cfg, device: torch.device, world: int) -> None:
     """Refuse, in one line, a run that ``--compile cuda-graphs`` cannot train as it would eagerly."""
     if cfg.compile != "cuda-graphs":

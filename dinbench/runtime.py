@@ -88,7 +88,7 @@ def autocast(cfg_precision: str, device: torch.device):
 
 def check_compile(mode: str, device: torch.device) -> None:
     """Refuse, in one line, a ``--compile`` mode this device or this torch cannot run."""
-    if mode == "off":
+    if mode in ("off", "auto"):  # auto: resolved per run (graph_step.resolve), never refused
         return
     if mode == "cuda-graphs":  # captured by dinbench.graph_step, not compiled
         if torch.device(device).type != "cuda":

@@ -220,9 +220,10 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
+        self.device = resolve_device(cfg.device)
+        cfg = graph_step.resolve(cfg, self.device, runtime.world)  # --compile auto decided
         self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
         self.checkpoint_dir = checkpoint_dir
-        self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # batch order: one permutation per epoch
         self.data = make_splits(cfg, prepared, self.device)
@@ -548,6 +549,7 @@ def train_run(
     """
     runtime = runtime if runtime is not None else LocalRuntime()
     check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
+    cfg = graph_step.resolve(cfg, resolve_device(cfg.device), runtime.world)  # the record says which mode ran
     started = time.time()
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)
     head = _record_head(cfg, prepared, run_dir, "running")

@@ -80,13 +80,13 @@ def test_cuda_graphs_without_cuda_is_refused_in_one_line(tiny, tmp_path, cli):
     for command in ("run", "sweep"):
         assert_user_error(invoke(command, "--pooler", "average", "--epochs", "1", "--compile", "cuda-graphs"),
                           "--compile cuda-graphs needs a CUDA device", "--compile on")
-    assert_user_error(invoke("run", "--compile", "graphs"), "unknown --compile 'graphs'", "off, on, cuda-graphs")
+    assert_user_error(invoke("run", "--compile", "graphs"), "unknown --compile 'graphs'", "auto, off, on, cuda-graphs")
     assert not list(results.glob("*/record.json"))
 
 
 def test_compile_is_in_the_record_but_does_not_make_another_run():
     base = RunConfig(pooler="din").to_dict()
-    assert base["compile"] == "off"
+    assert base["compile"] == "auto"
     assert run_identity("fp", {**base, "compile": "on"}) == run_identity("fp", base)
     old = {k: v for k, v in base.items() if k != "compile"}  # records written before the option
     assert run_identity("fp", old) == run_identity("fp", base)
@@ -179,3 +179,28 @@ def test_a_cuda_graphs_run_matches_the_eager_run_on_cuda(tiny, tmp_path, spec):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a, b)
         assert abs(a["valid"]["gauc"] - b["valid"]["gauc"]) < 1e-3, (a, b)
     assert abs(eager["test"]["auc"] - graphs["test"]["auc"]) < 1e-3
+
+
+def test_compile_auto_picks_cuda_graphs_only_where_a_graph_can_hold_the_run():
+    from dinbench import graph_step
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = RunConfig(pooler="din")
+    assert graph_step.resolve(auto, cuda, world=1).compile == "cuda-graphs"
+    assert graph_step.resolve(auto, cpu, world=1).compile == "off"
+    assert graph_step.resolve(auto, cuda, world=2).compile == "off"
+    assert graph_step.resolve(auto.replace(lr_decay_steps=10), cuda, world=1).compile == "off"
+    assert graph_step.resolve(auto.replace(l2_minibatch=0.1), cuda, world=1).compile == "off"
+    dice = RunConfig(pooler="din", pooler_options={"attention_activation": "dice"})
+    assert graph_step.resolve(dice, cuda, world=1).compile == "off"
+    for mode in ("off", "on", "cuda-graphs"):  # an explicit mode is kept (and refused or not by check)
+        assert graph_step.resolve(auto.replace(compile=mode), cpu, world=1).compile == mode
+
+
+def test_a_run_records_the_compile_mode_that_ran(tiny, tmp_path):
+    from dinbench.train import train_run
+
+    cfg = RunConfig(pooler="average", epochs=1, batch_size=256, embedding_dim=4, mlp_hidden=(8,), max_len=20)
+    assert cfg.compile == "auto"
+    _, record = train_run(cfg, tiny, tmp_path)
+    assert record["config"]["compile"] == "off"  # auto, on the CPU
