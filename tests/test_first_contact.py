@@ -488,6 +488,41 @@ def test_wrong_download_from_into_an_existing_data_dir_leaves_it_as_it_was(cli, 
     assert _left_in(data) == files
 
 
+def test_ctrl_c_while_preparing_a_download_from_local_files_leaves_nothing(cli, tmp_path, monkeypatch):
+    from real_fixtures import write_mlcsv, zip_folder
+
+    from dinbench.sources import movielens
+
+    invoke, data, _ = cli
+    archive = zip_folder(write_mlcsv(tmp_path / "src"), tmp_path / "ml-latest-small.zip")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(movielens, "prepare", interrupted)
+    r = invoke("download", "movielens-latest-small", "--from", str(archive))
+    _assert_interrupted(r, "download of movielens-latest-small interrupted", "no dataset 'movielens-latest-small' was made")
+    assert not data.exists()
+
+
+def test_ctrl_c_during_a_download_keeps_the_partial_file_and_says_so(cli, monkeypatch):
+    from dinbench.sources import fetch
+
+    invoke, data, _ = cli
+
+    def cut(urls, target, **kw):  # what download() leaves when Ctrl-C stops a transfer half way
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Path(str(target) + ".part").write_bytes(b"half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch, "download", cut)
+    monkeypatch.setattr(fetch, "_published_md5", lambda *a, **k: None)
+    r = invoke("download", "movielens-latest-small", "--url", "http://127.0.0.1:9/ml-latest-small.zip")
+    folder = data / "_downloads" / "movielens-latest-small"
+    _assert_interrupted(r, "no dataset 'movielens-latest-small' was made", f"stay in {folder} and are resumed")
+    assert _left_in(folder) == ["ml-latest-small.zip.part"]  # no licence mark: the licence shows again next time
+
+
 # --- the one place that words OSErrors -------------------------------------------------------------
 
 def test_os_error_line_names_the_deepest_option_holding_the_path(tmp_path):

@@ -104,6 +104,16 @@ def is_prepared(data_dir: Path, name: str) -> bool:
     return (dataset_path(data_dir, name) / MANIFEST).is_file()
 
 
+def manifest_stamp(data_dir: Path, name: str) -> tuple[int, int] | None:
+    """Which manifest is in place (inode, mtime; None when none): compared before and after an
+    interrupted preparation, it tells whether a new dataset was renamed into place."""
+    try:
+        st = (dataset_path(data_dir, name) / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def read_manifest(data_dir: Path, name: str) -> dict[str, Any]:
     path = dataset_path(data_dir, name) / MANIFEST
     try:

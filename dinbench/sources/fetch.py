@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dinbench.atomic import write_atomic
-from dinbench.errors import DinbenchError
+from dinbench.errors import DinbenchError, Interrupted
 from dinbench.prepared import contract
 from dinbench.sources import amazon, movielens, taobao
 from dinbench.sources.archive import safe_extract_zip
@@ -231,16 +231,31 @@ def obtain(spec: DatasetSpec, data_dir: Path, opts: Options, console: Console) -
     path = _taobao_file(opts.from_path) if spec.local_only else None
     folder = raw_dir(data_dir, spec.name)
     made = [p for p in (folder, folder.parent, data_dir) if not os.path.lexists(p)]  # deepest first
+    before = contract.manifest_stamp(data_dir, spec.name)
     _show_licence(spec, folder, console)
     try:
         manifest = _prepare(spec, data_dir, folder, opts, console, path)
-    except BaseException:
+    except BaseException as exc:
         # a wrong --from, a failed download, an interrupt: leave no new folder behind, except one
         # holding a partial download (resumed next time)
         _tidy(made, folder, keep_files=opts.from_path is None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(_interrupted_line(spec, data_dir, folder, opts, before)) from None
         raise
     _mark_licence(spec, folder)
     return manifest
+
+
+def _interrupted_line(spec: DatasetSpec, data_dir: Path, folder: Path, opts: Options, before) -> str:
+    """What a Ctrl-C during `download` kept: datasets are renamed into place only when whole."""
+    where = contract.dataset_path(data_dir, spec.name)
+    now = contract.manifest_stamp(data_dir, spec.name)
+    if now is not None and now != before:
+        return f"download of {spec.name} interrupted after the dataset was written, complete, to {where}; it is ready to use"
+    kept = f"the existing dataset in {where} is unchanged" if now is not None else f"no dataset '{spec.name}' was made"
+    files = opts.from_path is None and folder.is_dir() and any(p.name != LICENCE_MARK for p in folder.iterdir())
+    downloads = f"; the files downloaded so far stay in {folder} and are resumed" if files else ""
+    return f"download of {spec.name} interrupted: {kept}{downloads}; run the same command again to continue"
 
 
 def _prepare(spec: DatasetSpec, data_dir: Path, folder: Path, opts: Options, console: Console,

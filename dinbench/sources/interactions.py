@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from dinbench.errors import DinbenchError
+from dinbench.errors import DinbenchError, Interrupted
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -144,7 +144,7 @@ def import_file(path: Path, name: str, root: Path, columns: dict[str, str | None
     if name in EMBEDDED:
         raise DinbenchError(f"'{name}' is reserved for the embedded dataset; choose another --name")
     existed = contract.is_prepared(root, name)
-    before = _manifest_stamp(contract, root, name)
+    before = contract.manifest_stamp(root, name)
     if existed and not force:
         raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
     where = contract.dataset_path(root, name)
@@ -164,26 +164,13 @@ def import_file(path: Path, name: str, root: Path, columns: dict[str, str | None
         if manifest["time_unit"] == "order":
             say("time column read as an order key (not Unix seconds): ages are positions")
     except KeyboardInterrupt:
-        if manifest is not None or _manifest_stamp(contract, root, name) not in (before, None):
+        if manifest is not None or contract.manifest_stamp(root, name) not in (before, None):
             # the new dataset's folder had been renamed into place: it is whole
-            raise ImportInterrupted(f"import interrupted after dataset '{name}' was written, complete, to {where}; "
+            raise Interrupted(f"import interrupted after dataset '{name}' was written, complete, to {where}; "
                                     f"it is ready to use (dinbench run --dataset {name})") from None
         kept = f"the existing dataset '{name}' in {where} is unchanged" if existed else f"no dataset '{name}' was made"
-        raise ImportInterrupted(f"import interrupted: nothing was written ({kept}); run the same command again "
+        raise Interrupted(f"import interrupted: nothing was written ({kept}); run the same command again "
                                 "to import") from None
     return manifest
 
 
-def _manifest_stamp(contract, root: Path, name: str) -> tuple[int, int] | None:
-    """Which manifest is in place (inode, mtime), to tell after an interrupt whether a new dataset landed."""
-    try:
-        st = (contract.dataset_path(root, name) / contract.MANIFEST).stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-class ImportInterrupted(DinbenchError):
-    """Ctrl-C during `dinbench import`; the message says what was kept. The CLI exits with 130."""
-
-    exit_code = 130
