@@ -419,6 +419,15 @@ def test_an_interrupted_swap_puts_the_old_dataset_back(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
+def test_a_dataset_renamed_into_place_gets_a_normal_folder_mode(cli, tmp_path):
+    """The hidden temporary folder is made 0700 (mkdtemp); the dataset must not stay private."""
+    invoke, data, _ = cli
+    assert invoke("import", str(_csv(tmp_path)), "--name", "mine").exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (data / "mine").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
 def test_datasets_ignores_hidden_temporary_folders(cli, tmp_path):
     invoke, data, _ = cli
     assert invoke("import", str(_csv(tmp_path)), "--name", "mine").exit_code == 0

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from dinbench import paths
-from dinbench.atomic import write_atomic, write_json_atomic
+from dinbench.atomic import _umask, write_atomic, write_json_atomic
 from dinbench.errors import DinbenchError
 from dinbench.prepared.builders import DinProtocol, SampleBuilder, SortedBehaviours
 from dinbench.prepared.protocol import SPLITS, user_offsets
@@ -393,12 +393,6 @@ def _swap_in(new: Path, path: Path) -> None:
         os.rename(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def rebuild_command(data_dir: Path, name: str, manifest: dict[str, Any]) -> str:

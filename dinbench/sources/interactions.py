@@ -167,10 +167,8 @@ def import_file(path: Path, name: str, root: Path, columns: dict[str, str | None
         if manifest is not None or contract.manifest_stamp(root, name) not in (before, None):
             # the new dataset's folder had been renamed into place: it is whole
             raise Interrupted(f"import interrupted after dataset '{name}' was written, complete, to {where}; "
-                                    f"it is ready to use (dinbench run --dataset {name})") from None
+                              f"it is ready to use (dinbench run --dataset {name})") from None
         kept = f"the existing dataset '{name}' in {where} is unchanged" if existed else f"no dataset '{name}' was made"
         raise Interrupted(f"import interrupted: nothing was written ({kept}); run the same command again "
-                                "to import") from None
+                          "to import") from None
     return manifest
-
-
