@@ -64,7 +64,7 @@ def download(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Download (or generate) a dataset and prepare it under its paper protocol."""
-    root = paths.data_dir(data_dir)
+    root = paths.data_folder(data_dir, write=True)
     if name == "synthetic":
         make_synthetic(root, force, _say, console.status, users=users, topics=topics, mean_length=mean_length, seed=seed)
         return
@@ -96,7 +96,7 @@ def import_(
     from dinbench.sources.interactions import import_file
 
     columns = {"user": user_col, "item": item_col, "category": category_col or None, "time": time_col}
-    import_file(file, name, paths.data_dir(data_dir), columns, sep, min_behaviours=min_behaviours,
+    import_file(file, name, paths.data_folder(data_dir, write=True), columns, sep, min_behaviours=min_behaviours,
                 seed=negative_seed, force=force, say=_say, busy=console.status)
 
 
@@ -107,7 +107,7 @@ def datasets(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """List the prepared datasets and the ones `dinbench download` can fetch; --stats for their counts."""
-    ui.print_datasets(console, paths.data_dir(data_dir), EMBEDDED, stats)
+    ui.print_datasets(console, paths.data_folder(data_dir, write=False), EMBEDDED, stats)
 
 
 @app.command("poolers")
@@ -154,7 +154,7 @@ def run(
 
 def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
     """The body of `run`: load the dataset, train the configs one after another, print the table."""
-    root, out, dataset = paths.data_dir(data_dir), paths.results_dir(results_dir), exp.datasets[0]
+    root, out, dataset = paths.data_folder(data_dir, write=False), paths.results_folder(results_dir, write=True), exp.datasets[0]
     # under DDP rank 0 loads first (it may generate synthetic), then every rank checks it has the same data
     prepared = runtime.rank0_first(functools.partial(load_or_prepare, root, dataset, _say, console.status))
     runtime.agree(prepared.fingerprint, f"fingerprint of dataset '{dataset}'")
@@ -198,7 +198,7 @@ def sweep(
     if executor == "local":  # a Ray cluster's nodes may have devices this machine lacks
         check_compile(exp.settings.get("compile", "off"), resolve_device(device))
     plan = sweep_mod.plan(executor, len(configs), workers, threads, gpus_per_run, device, address, runs_per_gpu)
-    root, out = paths.data_dir(data_dir), paths.results_dir(results_dir)
+    root, out = paths.data_folder(data_dir, write=False), paths.results_folder(results_dir, write=True)
     fingerprints, shipped = {}, {}
     for name in exp.datasets:
         prepared = load_or_prepare(root, name, _say, console.status)  # checked (synthetic made) before any worker starts
@@ -233,13 +233,13 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
     from dinbench.runtime import set_threads
     from dinbench.train import resume_config
 
-    out = paths.results_dir(results_dir)
+    out = paths.results_folder(results_dir, write=True)
     if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
         raise DinbenchError(f"invalid run id '{run_id}': give the folder name under {out}/")
     run_dir = out / run_id
     cfg, record = resume_config(run_dir)
     set_threads(record.get("torch_threads"))  # the thread count it started with: same summation order
-    prepared = load_or_prepare(paths.data_dir(data_dir), record["dataset"]["name"], _say, console.status)
+    prepared = load_or_prepare(paths.data_folder(data_dir, write=False), record["dataset"]["name"], _say, console.status)
     console.print(f"resuming {run_id}: {cfg.pooler} seed {cfg.seed} on {prepared.name}")
     with ui.run_board(console, 1, "resume") as board, board.run(ui.run_label(cfg)) as on_progress:
         run_dir, record = _train_one(cfg, prepared, out, on_progress, run_dir, data_dir, results_dir)
@@ -270,9 +270,13 @@ def report(
     if fmt not in report_mod.FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
     baseline = poolers.canonical(baseline)
-    out = paths.results_dir(results_dir)
-    loaded, runs, table = ui.tabulate(err_console, out, baseline, dataset, pooler)
+    out = paths.results_folder(results_dir, write=False)
     report_dir = output is not None and output.suffix.lower() not in publish.TABLE_SUFFIXES
+    if output is not None:  # refused before any work; a missing parent folder is not made silently
+        (paths.check_output_folder if report_dir else paths.check_output_file)(output, "--output")
+    if plots is not None:
+        paths.check_output_folder(plots, "--plots")
+    loaded, runs, table = ui.tabulate(err_console, out, baseline, dataset, pooler)
     if report_dir or plots is not None:
         ui.write_report_files(console, err_console, loaded, runs, table, baseline, paper, output if report_dir else None, plots,
                             paths.data_dir(data_dir), out)

@@ -18,12 +18,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dinbench import experiment, grid
+from dinbench import experiment, grid, paths
 from dinbench.errors import DinbenchError
+
+# a command's path parameters and the option that names each in an error line
+PATH_PARAMETERS = {"data_dir": paths.DATA_OPTION, "results_dir": paths.RESULTS_OPTION, "output": "--output",
+                   "plots": "--plots", "from_path": "--from", "config": "--config", "file": "FILE"}
 
 
 def one_line_errors(err: Console):
-    """A decorator: DinbenchError becomes one line on ``err`` and exit status 2 (130 for an interrupted run)."""
+    """A decorator: DinbenchError becomes one line on ``err`` and exit status 2 (130 for an interrupted
+    run or import). So does an OSError about a path that reaches it (a full disk, no permission, a file
+    where a folder is needed): the line names the path and the option that chose it (paths.os_error_line)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -31,12 +37,36 @@ def one_line_errors(err: Console):
             try:
                 return fn(*args, **kwargs)
             except DinbenchError as exc:
-                err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                _error_line(err, str(exc))
                 raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+            except OSError as exc:
+                line = paths.os_error_line(exc, _path_options(kwargs))
+                if line is None:
+                    raise  # not about the user's files: a bug, keep its traceback
+                _error_line(err, line)
+                raise typer.Exit(2) from None
 
         return wrapper
 
     return decorate
+
+
+def _error_line(err: Console, message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _path_options(kwargs: dict) -> dict[str, Path | None]:
+    """option -> the path the command was given for it (the data and results folders' defaults included)."""
+    found: dict[str, Path | None] = {}
+    for key, option in PATH_PARAMETERS.items():
+        if key in kwargs:
+            value = kwargs[key]
+            if key == "data_dir":
+                value = paths.data_dir(value)
+            elif key == "results_dir":
+                value = paths.results_dir(value)
+            found[option] = value
+    return found
 
 
 def typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:

@@ -14,6 +14,8 @@ out with a note saying how to get them. Every file is written atomically.
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -199,8 +201,20 @@ def write_report_dir(
     load_prepared: Callable[[str, str], object | None],
     progress: Callable[[str], None] = lambda _: None,
 ) -> Path:
-    """Write tables, figures and report.md into ``out_dir``; return the path of report.md."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write tables, figures and report.md into ``out_dir``; return the path of report.md. A folder
+    this call made is removed again when writing fails (a full disk) or is interrupted."""
+    made = not os.path.lexists(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # the CLI checked its parent exists (paths.check_output_folder)
+    try:
+        return _write_report_dir(out_dir, loaded, runs, table, baseline, with_paper=with_paper,
+                                 results_dir=results_dir, load_prepared=load_prepared, progress=progress)
+    except BaseException:
+        if made:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _write_report_dir(out_dir, loaded, runs, table, baseline, *, with_paper, results_dir, load_prepared, progress) -> Path:
     files = {"md": "table.md", "csv": "table.csv", "tex": "table.tex", "json": "table.json"}
     full = with_paper_rows(table) if with_paper else table
     write_text(out_dir / files["md"], report.render(table, "markdown", baseline))

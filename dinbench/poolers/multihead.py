@@ -26,6 +26,18 @@ from dinbench.options import Option, at_least_one
 from dinbench.poolers.base import Pooler, check_normalization, normalize_scores
 
 
+def heads_mismatch(heads: int, dim: int) -> str:
+    """Why ``heads`` cannot split key width ``dim``, with the head counts and embedding sizes that work."""
+    fits = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]  # more than 64 heads: rarely wanted
+    shown = ", ".join(map(str, fits[:-1])) + f" or {fits[-1]}" if len(fits) > 1 else str(fits[0])
+    joint = heads // math.gcd(heads, 2)  # key width 2E: E must be a multiple of this
+    sizes = (f"a multiple of {heads}" if joint == heads
+             else f"a multiple of {joint} with --attention-groups joint, of {heads} with separate")
+    return (f"--heads {heads} does not divide the key width {dim} (2 x --embedding-dim with --attention-groups joint, "
+            f"--embedding-dim with separate): use --heads {shown}, or keep {heads} heads with an --embedding-dim "
+            f"that is {sizes}")
+
+
 class MultiHeadPooler(Pooler):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L] (mean over heads).
 
@@ -40,7 +52,7 @@ class MultiHeadPooler(Pooler):
     def __init__(self, dim: int, heads: int, normalization: str = "softmax") -> None:
         super().__init__()
         if heads < 1 or dim % heads:
-            raise ValueError(f"heads ({heads}) must be a positive divisor of the key width {dim}: with attention-groups joint the key width is 2 x --embedding-dim, with separate it is --embedding-dim; change --heads or --embedding-dim")
+            raise ValueError(heads_mismatch(heads, dim))
         self.dim, self.heads, self.normalization = dim, heads, check_normalization(normalization)
         self.w_q = nn.Linear(dim, dim, bias=False)
         self.w_k = nn.Linear(dim, dim, bias=False)

@@ -12,9 +12,12 @@
 
 Ids are remapped to 1..N per kind (users, items, categories) with 0 reserved for padding.
 A dataset counts as prepared only when ``manifest.json`` exists and the tables match its
-fingerprint: preparation deletes the manifest first and writes it last, and every table is
-written to a temporary name and renamed, so a crash never leaves a half-written dataset that
-looks complete.
+fingerprint: preparation writes every table and the manifest (last) into a hidden temporary
+folder beside the dataset's and renames it into place at the end, so a crash, an interrupt or a
+full disk never leaves a half-written dataset (an older one of that name stays until then).
+
+Dataset names are folder names: ``valid_name`` is the one rule (``NAME_RULE``: letters, digits,
+``_``, ``-``, ``.``; no leading ``.`` or ``-``), applied by import and by every command that loads one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
+import re
 import shlex
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from dinbench import paths
-from dinbench.atomic import write_atomic, write_json_atomic
+from dinbench.atomic import _umask, write_atomic, write_json_atomic
 from dinbench.errors import DinbenchError
 from dinbench.prepared.builders import DinProtocol, SampleBuilder, SortedBehaviours
 from dinbench.prepared.protocol import SPLITS, user_offsets
@@ -79,12 +86,32 @@ class Prepared:
         return str(self.manifest.get("time_unit", "order"))
 
 
+NAME_RULE = ("a dataset name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_' "
+             "(at most 120 characters)")
+_NAME = re.compile(r"\w[\w.-]*\Z")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a dataset (a folder under the data dir): see NAME_RULE."""
+    return bool(name) and _NAME.match(name) is not None and len(name) <= 120
+
+
 def dataset_path(data_dir: Path, name: str) -> Path:
     return Path(data_dir) / name
 
 
 def is_prepared(data_dir: Path, name: str) -> bool:
     return (dataset_path(data_dir, name) / MANIFEST).is_file()
+
+
+def manifest_stamp(data_dir: Path, name: str) -> tuple[int, int] | None:
+    """Which manifest is in place (inode, mtime; None when none): compared before and after an
+    interrupted preparation, it tells whether a new dataset was renamed into place."""
+    try:
+        st = (dataset_path(data_dir, name) / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def read_manifest(data_dir: Path, name: str) -> dict[str, Any]:
@@ -325,11 +352,47 @@ def _id_tables(frame, users, items, item_category, user_raw, item_raw, item_attr
 
 
 def _write(path: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).unlink(missing_ok=True)  # from here until the end the dataset is "not prepared"
-    for name, frame in tables.items():
-        write_atomic(path / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
-    write_json_atomic(path / MANIFEST, manifest)
+    """Write the dataset into a hidden temporary folder beside ``path`` and rename it to ``path`` at
+    the end, replacing an older dataset of that name only then: an interrupt or a full disk leaves
+    the old dataset (or none) and no half-written folder. A disk error is one line saying so."""
+    existed = is_prepared(path.parent, path.name)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+        for name, frame in tables.items():
+            write_atomic(tmp / f"{name}.parquet", lambda t, f=frame: f.to_parquet(t, index=False))
+        write_json_atomic(tmp / MANIFEST, manifest)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder a normal folder's mode
+        _swap_in(tmp, path)
+    except OSError as exc:
+        line = paths.os_error_line(exc, {paths.DATA_OPTION: path.parent})
+        if line is None:
+            raise
+        kept = f"the existing dataset '{path.name}' is unchanged" if existed else f"no dataset '{path.name}' was made"
+        raise DinbenchError(f"{line}; nothing was written ({kept})") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename the complete folder ``new`` to ``path``; an older ``path`` is moved aside first and
+    deleted after (put back if the rename fails)."""
+    if not os.path.lexists(path):
+        os.rename(new, path)
+        return
+    if not path.is_dir():
+        raise DinbenchError(f"{path} is a file where the dataset's folder belongs; move it away and prepare again")
+    old = Path(tempfile.mkdtemp(prefix=f".old-{path.name}.", dir=path.parent))
+    os.rmdir(old)
+    os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def rebuild_command(data_dir: Path, name: str, manifest: dict[str, Any]) -> str:

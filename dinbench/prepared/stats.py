@@ -30,7 +30,7 @@ def known(root: Path, embedded: dict[str, str]) -> dict[str, str]:
     names = dict(embedded)
     if root.is_dir():
         for p in sorted(root.iterdir()):
-            if (p / contract.MANIFEST).is_file():
+            if contract.valid_name(p.name) and (p / contract.MANIFEST).is_file():  # not a hidden temporary folder
                 names.setdefault(p.name, contract.read_manifest(root, p.name).get("source", {}).get("kind", "?"))
     return names
 

@@ -7,6 +7,8 @@ downloading again unless they fail their check); the prepared dataset to ``<data
 
 from __future__ import annotations
 
+import os
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -16,7 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from dinbench.errors import DinbenchError
+from dinbench.atomic import write_atomic
+from dinbench.errors import DinbenchError, Interrupted
 from dinbench.prepared import contract
 from dinbench.sources import amazon, movielens, taobao
 from dinbench.sources.archive import safe_extract_zip
@@ -46,12 +49,31 @@ def raw_dir(data_dir: Path, name: str) -> Path:
 
 
 def _show_licence(spec: DatasetSpec, folder: Path, console: Console) -> None:
-    mark = folder / LICENCE_MARK
-    if mark.exists():
-        return
-    console.print(f"[bold]licence[/] ({spec.name}): {spec.licence}", soft_wrap=True)
+    """Print the licence, unless a completed download of this dataset already showed it."""
+    if not (folder / LICENCE_MARK).exists():
+        console.print(f"[bold]licence[/] ({spec.name}): {spec.licence}", soft_wrap=True)
+
+
+def _mark_licence(spec: DatasetSpec, folder: Path) -> None:
+    """Remember, once the dataset is prepared, that its licence was shown."""
     folder.mkdir(parents=True, exist_ok=True)
-    mark.write_text(spec.licence + "\n", encoding="utf-8")
+    write_atomic(folder / LICENCE_MARK, lambda tmp: tmp.write_text(spec.licence + "\n", encoding="utf-8"))
+
+
+def _tidy(made: list[Path], raw: Path, keep_files: bool) -> None:
+    """After a failed download: remove the folders this attempt made (deepest first). ``keep_files``:
+    the raw folder stays when it holds something (a partial download to resume); otherwise it goes
+    with its files (e.g. members extracted from a --from zip). The others go only when empty."""
+    for folder in made:
+        if not folder.is_dir():
+            continue
+        if not keep_files and folder == raw:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def _file_urls(spec: DatasetSpec, file: RemoteFile, overrides: list[str]) -> list[str]:
@@ -205,10 +227,40 @@ def obtain(spec: DatasetSpec, data_dir: Path, opts: Options, console: Console) -
         raise DinbenchError(f"--from {opts.from_path}: no such file or folder")
     if opts.from_path is not None and opts.urls:
         raise DinbenchError("--from and --url exclude each other: --from uses local files and no network")
-    if spec.local_only:
-        path = _taobao_file(opts.from_path)  # fails with the how-to before anything is written
+    # taobao: fails with the how-to before anything is written
+    path = _taobao_file(opts.from_path) if spec.local_only else None
     folder = raw_dir(data_dir, spec.name)
+    made = [p for p in (folder, folder.parent, data_dir) if not os.path.lexists(p)]  # deepest first
+    before = contract.manifest_stamp(data_dir, spec.name)
     _show_licence(spec, folder, console)
+    try:
+        manifest = _prepare(spec, data_dir, folder, opts, console, path)
+    except BaseException as exc:
+        # a wrong --from, a failed download, an interrupt: leave no new folder behind, except one
+        # holding a partial download (resumed next time)
+        _tidy(made, folder, keep_files=opts.from_path is None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(_interrupted_line(spec, data_dir, folder, opts, before)) from None
+        raise
+    _mark_licence(spec, folder)
+    return manifest
+
+
+def _interrupted_line(spec: DatasetSpec, data_dir: Path, folder: Path, opts: Options, before) -> str:
+    """What a Ctrl-C during `download` kept: datasets are renamed into place only when whole."""
+    where = contract.dataset_path(data_dir, spec.name)
+    now = contract.manifest_stamp(data_dir, spec.name)
+    if now is not None and now != before:
+        return f"download of {spec.name} interrupted after the dataset was written, complete, to {where}; it is ready to use"
+    kept = f"the existing dataset in {where} is unchanged" if now is not None else f"no dataset '{spec.name}' was made"
+    files = opts.from_path is None and folder.is_dir() and any(p.name != LICENCE_MARK for p in folder.iterdir())
+    downloads = f"; the files downloaded so far stay in {folder} and are resumed" if files else ""
+    return f"download of {spec.name} interrupted: {kept}{downloads}; run the same command again to continue"
+
+
+def _prepare(spec: DatasetSpec, data_dir: Path, folder: Path, opts: Options, console: Console,
+             path: Path | None) -> dict[str, Any]:
+    """The family's preparation of ``spec`` from ``opts.from_path`` or downloads into ``folder``."""
     source: dict[str, Any] = {"kind": spec.family, "dataset": spec.name, "rebuild": f"dinbench download {spec.name} --force"}
     progress, update = _line_progress(console)
     if spec.family == "movielens":

@@ -8,16 +8,20 @@ this shape: ``user_id,item_id,cate_id,timestamp`` with timestamp an order key.
 
 from __future__ import annotations
 
+import gzip
+import re
+import zlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from dinbench.errors import DinbenchError
+from dinbench.errors import DinbenchError, Interrupted
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
 
 
 def read_interactions(
@@ -30,6 +34,11 @@ def read_interactions(
 ) -> pd.DataFrame:
     """Read ``path`` and return DataFrame[user, item, time (, category)] with the raw values."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise DinbenchError(f"{path} is a folder, not a file; pass the interactions file inside it{hint}: "
+                            "a .csv, .tsv (optionally .gz) or .parquet file")
     if not path.is_file():
         raise DinbenchError(f"no such file: {path}")
     name = path.name.lower()
@@ -38,22 +47,24 @@ def read_interactions(
         if name.endswith(PARQUET_SUFFIXES):
             frame = pd.read_parquet(path)
         elif name.endswith(CSV_SUFFIXES):
-            sep = separator or ("\t" if ".tsv" in name else ",")
-            frame = pd.read_csv(path, sep=sep, low_memory=False)
+            frame = pd.read_csv(path, **csv_options(separator, name))
         else:
             raise DinbenchError(
                 f"cannot tell the format of {path.name}: use a .csv, .tsv (optionally .gz) or .parquet file"
             )
     except DinbenchError:
         raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # pandas lets a truncated .gz end in EOFError
+        raise DinbenchError(f"cannot read {path}: the file is truncated or corrupt ({_first_line(exc)}); "
+                            "get a complete copy and import it again") from None
     except (OSError, ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise DinbenchError(f"cannot read {path}: {first}") from None
+        raise DinbenchError(f"cannot read {path}: {_first_line(exc)}") from None
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DinbenchError(
             f"{path.name} has no column(s) {', '.join(missing)}; its columns are "
-            f"{', '.join(' '.join(str(c).split()) for c in frame.columns)} (map them with --user-col/--item-col/--category-col/--time-col)"
+            f"{', '.join(' '.join(str(c).split()) for c in frame.columns)} (map them with --user-col/--item-col/--category-col/--time-col"
+            + (", or give the separator with --sep: the file read as one column)" if len(frame.columns) == 1 else ")")
         )
     if frame.empty:
         raise DinbenchError(f"{path.name} has no rows")
@@ -61,6 +72,23 @@ def read_interactions(
     if category_col:
         out["category"] = frame[category_col]
     return clean(out, path.name)
+
+
+def csv_options(separator: str | None, name: str) -> dict[str, Any]:
+    """``pd.read_csv`` options for ``--sep``: one character (or ``\\t`` for a tab) with the fast C
+    parser; a longer separator is taken literally (not as a regular expression) with pandas' Python
+    parser, named explicitly so pandas does not warn that it falls back to it."""
+    sep = separator or ("\t" if ".tsv" in name else ",")
+    if sep == "\\t":
+        sep = "\t"
+    if len(sep) == 1:
+        return {"sep": sep, "low_memory": False}
+    return {"sep": re.escape(sep), "engine": "python"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def clean(frame: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -111,23 +139,36 @@ def import_file(path: Path, name: str, root: Path, columns: dict[str, str | None
     from dinbench.prepared import contract
     from dinbench.sources.local import EMBEDDED, prepared_lines
 
-    if not name or any(c in name for c in "/\\:") or name.startswith("."):
-        raise DinbenchError(f"invalid dataset name '{name}': use letters, digits, '-' or '_'")
+    if not contract.valid_name(name):
+        raise DinbenchError(f"invalid dataset name '{name}': {contract.NAME_RULE}; choose another --name")
     if name in EMBEDDED:
         raise DinbenchError(f"'{name}' is reserved for the embedded dataset; choose another --name")
-    if contract.is_prepared(root, name) and not force:
+    existed = contract.is_prepared(root, name)
+    before = contract.manifest_stamp(root, name)
+    if existed and not force:
         raise DinbenchError(f"dataset '{name}' already exists in {root}; add --force to overwrite it")
-    with busy(f"reading {path}"):
-        raw = read_interactions(path, columns["user"], columns["item"], columns["category"], columns["time"], sep)
-    read = dict(raw.attrs.get("read", {}))
-    say(f"read {read.get('rows', len(raw)):,} rows from {path}")
-    if read.get("empty_rows") or read.get("duplicate_rows"):
-        say(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
-    with busy("preparing samples"):
-        manifest = contract.prepare(raw, name, root, source_info(path, name, columns, read), seed=seed,
-                                    min_behaviours=min_behaviours)
-    for line in prepared_lines(manifest, contract.dataset_path(root, name)):
-        say(line)
-    if manifest["time_unit"] == "order":
-        say("time column read as an order key (not Unix seconds): ages are positions")
+    where = contract.dataset_path(root, name)
+    manifest = None
+    try:
+        with busy(f"reading {path}"):
+            raw = read_interactions(path, columns["user"], columns["item"], columns["category"], columns["time"], sep)
+        read = dict(raw.attrs.get("read", {}))
+        say(f"read {read.get('rows', len(raw)):,} rows from {path}")
+        if read.get("empty_rows") or read.get("duplicate_rows"):
+            say(f"dropped {read['empty_rows']:,} empty row(s) and {read['duplicate_rows']:,} exact duplicate row(s)")
+        with busy("preparing samples"):
+            manifest = contract.prepare(raw, name, root, source_info(path, name, columns, read), seed=seed,
+                                        min_behaviours=min_behaviours)
+        for line in prepared_lines(manifest, where):
+            say(line)
+        if manifest["time_unit"] == "order":
+            say("time column read as an order key (not Unix seconds): ages are positions")
+    except KeyboardInterrupt:
+        if manifest is not None or contract.manifest_stamp(root, name) not in (before, None):
+            # the new dataset's folder had been renamed into place: it is whole
+            raise Interrupted(f"import interrupted after dataset '{name}' was written, complete, to {where}; "
+                              f"it is ready to use (dinbench run --dataset {name})") from None
+        kept = f"the existing dataset '{name}' in {where} is unchanged" if existed else f"no dataset '{name}' was made"
+        raise Interrupted(f"import interrupted: nothing was written ({kept}); run the same command again "
+                          "to import") from None
     return manifest

@@ -53,7 +53,11 @@ def make_synthetic(data_dir: Path, force: bool = False, say: Callable[[str], Non
 def load_or_prepare(root: Path, name: str, say: Callable[[str], None] = print,
                     busy: Callable[[str], Any] = nullcontext) -> contract.Prepared:
     """The prepared dataset ``name``; ``synthetic`` is generated first when missing, any other
-    missing dataset is a DinbenchError saying how to prepare it."""
+    missing dataset is a DinbenchError saying how to prepare it. A name that cannot be a dataset
+    (``contract.NAME_RULE``: '../x', '.hidden') is refused before any path is built from it."""
+    if not contract.valid_name(name):
+        raise DinbenchError(f"invalid dataset name '{name}': {contract.NAME_RULE}; "
+                            "`dinbench datasets` lists the prepared ones")
     if not contract.is_prepared(root, name):
         if name == "synthetic":
             say("synthetic is not prepared yet: generating it (offline, seeded)")
