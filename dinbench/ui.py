@@ -1,6 +1,7 @@
 """What the terminal shows: the progress displays, the one-line summaries and the Rich tables.
 
-Shared by the commands of dinbench.cli (``run``, ``sweep``, ``run --resume``, ``report``,
+Imports of pandas and the report code happen inside the functions that print tables, so a command's
+``--help`` stays fast. Shared by the commands of dinbench.cli (``run``, ``sweep``, ``run --resume``, ``report``,
 ``datasets``), so each wires progress and prints tables the same way. Nothing here decides
 anything; it only renders what the library computed.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,9 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dinbench import poolers
-from dinbench import report as report_mod
-from dinbench.config import RunConfig
 from dinbench.records import Loaded
+
+if TYPE_CHECKING:
+    from dinbench.config import RunConfig
 
 
 def dataset_line(prepared, protocol: str) -> str:
@@ -90,6 +92,8 @@ def print_table(console: Console, table, title: str, baseline: str) -> None:
     if table.empty:
         console.print("no completed runs")
         return
+    from dinbench import report as report_mod
+
     header, rows, constants = report_mod.display_rows(table)
     t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
     for h in header:
@@ -102,6 +106,8 @@ def print_table(console: Console, table, title: str, baseline: str) -> None:
 
 def print_results(console: Console, loaded: list[Loaded], title: str, out: Path) -> None:
     """The table of the runs just made (run, sweep), and where the records are."""
+    from dinbench import report as report_mod
+
     table = report_mod.summarize(report_mod.runs_frame(loaded), baseline=poolers.BASELINE)
     print_table(console, table, title, poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
@@ -220,6 +226,7 @@ def write_report_files(console: Console, err: Console, loaded, runs, table, base
 
 def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler: str | None):
     """The records in ``out`` and their table, with the warnings and notes printed."""
+    from dinbench import report as report_mod
     from dinbench.records import load_records
 
     loaded, warnings = load_records(out)
@@ -238,7 +245,7 @@ def print_poolers(console: Console) -> None:
     for name, entry in poolers.REGISTRY.items():
         variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
         opts = ", ".join(f"{o.flag} {o.describe_default()[1:-1]}" for o in poolers.options(name))
-        table.add_row(name, variants or "—", opts or "—", escape(entry.cls.description))
+        table.add_row(name, variants or "—", opts or "—", escape(entry.info.description))
     console.print(table)
     console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
 
