@@ -28,6 +28,7 @@ from dinbench import poolers
 from dinbench.batches import make_store
 from dinbench.metrics import auc, gauc
 from dinbench.records import Loaded
+from dinbench.stats import mean_ci
 from dinbench.model.build import load_model
 
 # Right-closed history-length buckets: (lo, hi] in behaviours; the labels read as ranges.
@@ -68,6 +69,21 @@ def gauc_by_length(runs: pd.DataFrame, edges=LENGTH_EDGES) -> pd.DataFrame:
     GAUC inside a bucket is the usual impression-weighted mean over the users in it. Columns:
     dataset, architecture, pooler, bucket, gauc_mean, gauc_std, seeds, samples, users.
     """
+    per_run = gauc_by_length_per_run(runs, edges)
+    if per_run.empty:
+        return pd.DataFrame(columns=["dataset", "architecture", "pooler", "bucket", "gauc_mean", "gauc_std", "seeds",
+                                     "samples", "users"])
+    out = per_run.groupby(["dataset", "architecture", "pooler", "bucket"], sort=False).agg(
+        gauc_mean=("gauc", "mean"), gauc_std=("gauc", "std"), seeds=("seed", "nunique"),
+        samples=("samples", "max"), users=("users", "max")).reset_index()
+    order = {b: i for i, b in enumerate(bucket_order(edges))}
+    return out.sort_values(["dataset", "architecture", "pooler", "bucket"],
+                           key=lambda s: s.map(order) if s.name == "bucket" else s).reset_index(drop=True)
+
+
+def gauc_by_length_per_run(runs: pd.DataFrame, edges=LENGTH_EDGES) -> pd.DataFrame:
+    """Test GAUC per run and length bucket (what ``gauc_by_length`` averages over seeds). Columns:
+    dataset, architecture, pooler, seed, bucket, gauc, samples, users."""
     rows = []
     for r in runs.itertuples(index=False):
         pred = _predictions(r.predictions, ["user", "label", "score", "hist_len"])
@@ -79,16 +95,24 @@ def gauc_by_length(runs: pd.DataFrame, edges=LENGTH_EDGES) -> pd.DataFrame:
             g = gauc(pred["user"].to_numpy()[sel], pred["label"].to_numpy()[sel], pred["score"].to_numpy()[sel])
             rows.append({"dataset": r.dataset, "architecture": r.architecture, "pooler": r.pooler, "seed": r.seed,
                          "bucket": b, "gauc": g.value, "samples": int(sel.sum()), "users": g.users})
-    if not rows:
-        return pd.DataFrame(columns=["dataset", "architecture", "pooler", "bucket", "gauc_mean", "gauc_std", "seeds",
-                                     "samples", "users"])
-    per_run = pd.DataFrame(rows)
-    out = per_run.groupby(["dataset", "architecture", "pooler", "bucket"], sort=False).agg(
-        gauc_mean=("gauc", "mean"), gauc_std=("gauc", "std"), seeds=("seed", "nunique"),
-        samples=("samples", "max"), users=("users", "max")).reset_index()
-    order = {b: i for i, b in enumerate(bucket_order(edges))}
-    return out.sort_values(["dataset", "architecture", "pooler", "bucket"],
-                           key=lambda s: s.map(order) if s.name == "bucket" else s).reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["dataset", "architecture", "pooler", "seed", "bucket", "gauc", "samples", "users"])
+
+
+def length_gain(per_run: pd.DataFrame, baseline: str, level: float = 0.95) -> pd.DataFrame:
+    """Per (dataset, architecture, pooler, bucket): test GAUC minus the ``baseline`` pooler's, paired by
+    seed (``per_run``: ``gauc_by_length_per_run``): mean and its ``level`` t-interval over the seeds
+    both have (NaN bounds with one seed). Columns: dataset, architecture, pooler, bucket, diff_mean,
+    ci_low, ci_high, seeds. Empty when the baseline has no runs."""
+    keys = ["dataset", "architecture", "bucket", "seed"]
+    base = per_run[per_run["pooler"] == baseline][keys + ["gauc"]].rename(columns={"gauc": "base"})
+    paired = per_run[per_run["pooler"] != baseline].merge(base, on=keys)
+    rows = []
+    for (dataset, arch, pooler, bucket), g in paired.groupby(["dataset", "architecture", "pooler", "bucket"], sort=False):
+        mean, _, low, high = mean_ci((g["gauc"] - g["base"]).to_numpy(), level)
+        rows.append({"dataset": dataset, "architecture": arch, "pooler": pooler, "bucket": bucket, "diff_mean": mean,
+                     "ci_low": low, "ci_high": high, "seeds": len(g)})
+    return pd.DataFrame(rows, columns=["dataset", "architecture", "pooler", "bucket", "diff_mean", "ci_low", "ci_high",
+                                       "seeds"])
 
 
 def learning_curves(loaded: list[Loaded]) -> pd.DataFrame:

@@ -14,16 +14,17 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from dinbench import paths, poolers, ui
-from dinbench import report as report_mod
+from dinbench import __version__, paths, poolers, ui
 from dinbench.errors import DinbenchError
-from dinbench.prepared import contract
+from dinbench.formats import FORMATS
 from dinbench.records import Loaded
-from dinbench.cli_options import experiment_options, one_line_errors
+from dinbench.cli_options import Command, Group, default_note, experiment_options, one_line_errors
 from dinbench.sources.local import EMBEDDED, load_or_prepare, make_synthetic, prepared_lines
 
 app = typer.Typer(
+    cls=Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -34,19 +35,33 @@ if not console.is_terminal and console.width < 160:
     console.width = 160  # piped output (files, CI logs): keep tables unwrapped
 err_console = Console(stderr=True)
 
-DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder (default: ./datasets or ${paths.DATA_ENV})")
-ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder (default: ./results or ${paths.RESULTS_ENV})")
+DataDir = typer.Option(None, "--data-dir", help=f"Datasets folder. {default_note(f'${paths.DATA_ENV}, else ./datasets')}")
+ResultsDir = typer.Option(None, "--results-dir", help=f"Run records folder. {default_note(f'${paths.RESULTS_ENV}, else ./results')}")
 
 
 user_errors = one_line_errors(err_console)
 _say = console.print
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"dinbench {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    """Options of ``dinbench`` itself (before the command)."""
+
+
 def _show(text: str) -> None:
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def download(
     name: str = typer.Argument(..., help="Dataset to fetch and prepare: synthetic (offline) or one of `dinbench datasets` (amazon-electronics, movielens-20m, ...)."),
@@ -57,10 +72,10 @@ def download(
     protocol_seed: int = typer.Option(1234, "--protocol-seed", help="Real data: seed of negative sampling (Amazon, Taobao) or of the user split (MovieLens)."),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="MovieLens: share of the training users kept for validation."),
     positive: str = typer.Option("pv", "--positive", help="Taobao: pv (page views are sequence and targets) or buy (buys are the targets)."),
-    users: Optional[int] = typer.Option(None, help="synthetic: number of users (default: 2500)"),
-    topics: Optional[int] = typer.Option(None, help="synthetic: number of hidden interest topics (default: 50)"),
-    mean_length: Optional[float] = typer.Option(None, help="synthetic: mean behaviours per user (default: 24)"),
-    seed: Optional[int] = typer.Option(None, help="synthetic: generator seed (default: 0)"),
+    users: Optional[int] = typer.Option(None, help=f"synthetic: number of users. {default_note(2500)}"),
+    topics: Optional[int] = typer.Option(None, help=f"synthetic: number of hidden interest topics. {default_note(50)}"),
+    mean_length: Optional[float] = typer.Option(None, help=f"synthetic: mean behaviours per user. {default_note(24)}"),
+    seed: Optional[int] = typer.Option(None, help=f"synthetic: generator seed. {default_note(0)}"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Download (or generate) a dataset and prepare it under its paper protocol."""
@@ -68,6 +83,7 @@ def download(
     if name == "synthetic":
         make_synthetic(root, force, _say, console.status, users=users, topics=topics, mean_length=mean_length, seed=seed)
         return
+    from dinbench.prepared import contract
     from dinbench.sources import fetch, registry
 
     opts = fetch.Options(from_path=from_path, urls=list(url or []), force=force, skip_bad_lines=skip_bad_lines,
@@ -77,7 +93,7 @@ def download(
         console.print(line)
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 @user_errors
 def import_(
     file: Path = typer.Argument(..., help="Interactions file: .csv/.tsv (optionally .gz) or .parquet."),
@@ -86,7 +102,7 @@ def import_(
     item_col: str = typer.Option("item_id", help="Column with the item id."),
     category_col: str = typer.Option("cate_id", help="Column with the item's category; '' for none."),
     time_col: str = typer.Option("timestamp", help="Column with Unix seconds, dates, or an order key."),
-    sep: Optional[str] = typer.Option(None, help="CSV separator (default: ',' or tab for .tsv)."),
+    sep: Optional[str] = typer.Option(None, help="CSV separator. " + default_note("',', tab for .tsv")),
     min_behaviours: int = typer.Option(4, help="Drop users with fewer behaviours (at least 4)."),
     negative_seed: int = typer.Option(1234, help="Seed of negative sampling (the paper's code: 1234)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing dataset of that name."),
@@ -100,7 +116,7 @@ def import_(
                 seed=negative_seed, force=force, say=_say, busy=console.status)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def datasets(
     stats: bool = typer.Option(False, "--stats", help="Print the counts of every prepared dataset (and the DIN paper's, for its datasets)."),
@@ -110,18 +126,18 @@ def datasets(
     ui.print_datasets(console, paths.data_folder(data_dir, write=False), EMBEDDED, stats)
 
 
-@app.command("poolers")
+@app.command("poolers", cls=Command)
 def list_poolers() -> None:
     """List the registered poolers, their variants and options."""
     ui.print_poolers(console)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 @experiment_options("Prepared dataset to train on.", _show)
 def run(
     exp=None,
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: half the usable cores, 1 to 4; more threads than free cores slow torch down many times over). Use 1 when other jobs share the machine."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch: more threads than free cores slow torch down many times over; use 1 when other jobs share the machine. " + default_note("half the usable cores, 1 to 4")),
     distributed: bool = typer.Option(False, "--distributed", help="Train each run on several processes with DistributedDataParallel: launch with `torchrun --nproc-per-node N -m dinbench.cli run --distributed ...` (docs/scaling.md)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
     data_dir: Optional[Path] = DataDir,
@@ -173,17 +189,17 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
     ui.print_results(console, finished, "results of this run", out)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 @experiment_options("Prepared dataset(s), comma-separated: the grid is datasets x architectures x poolers x seeds.", _show)
 def sweep(
     exp=None,
-    executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install 'dinbench\\[ray]'`)."),
-    workers: Optional[int] = typer.Option(None, help="local: runs at once (default: cores / --threads, at most the number of runs; with --device cuda --runs-per-gpu per GPU)."),
-    runs_per_gpu: Optional[int] = typer.Option(None, "--runs-per-gpu", help="local, on GPUs: runs that share each GPU at once (default 1; workers = this x GPUs, pinned round-robin)."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default local: cores / workers; ray: 1). Local workers x threads may not exceed the cores."),
-    address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray)."),
-    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (default: 1 with --device cuda, or with auto on a cluster that has GPUs; else 0; a fraction shares a GPU)."),
+    executor: str = typer.Option("local", help="local: a process pool on this machine; ray: Ray tasks on a running cluster (needs `pip install " + escape("'dinbench[ray]'") + "`)."),
+    workers: Optional[int] = typer.Option(None, help="local: runs at once. " + default_note("cores / --threads, at most the number of runs; with --device cuda --runs-per-gpu per GPU")),
+    runs_per_gpu: Optional[int] = typer.Option(None, "--runs-per-gpu", help="local, on GPUs: runs that share each GPU at once (workers = this x GPUs, pinned round-robin). " + default_note(1)),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run; local workers x threads may not exceed the cores. " + default_note("local: cores / workers; ray: 1")),
+    address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. 10.0.0.1:6379. " + default_note("$RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray")),
+    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each run reserves (a fraction shares a GPU). " + default_note("1 with --device cuda, or with auto on a cluster that has GPUs; else 0")),
     skip_existing: bool = typer.Option(True, "--skip-existing/--rerun-existing", help="Skip runs whose completed record (same data fingerprint, config, pooler and seed) is already in the results dir."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
@@ -246,11 +262,11 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
     ui.print_finished(console, ui.run_label(cfg), run_dir, record)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def report(
     baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr and the p-values are measured against."),
-    fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(report_mod.FORMATS)}."),
+    fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(FORMATS)}."),
     output: Optional[Path] = typer.Option(
         None, "--output",
         help="A file ending in .md/.csv/.tex/.json/.txt: write the table there. Any other path: a report "
@@ -267,8 +283,8 @@ def report(
     optionally plots, the paper's numbers side by side, and a report directory."""
     from dinbench import publish
 
-    if fmt not in report_mod.FORMATS:
-        raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(report_mod.FORMATS)}")
+    if fmt not in FORMATS:
+        raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     baseline = poolers.canonical(baseline)
     out = paths.results_folder(results_dir, write=False)
     report_dir = output is not None and output.suffix.lower() not in publish.TABLE_SUFFIXES

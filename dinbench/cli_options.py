@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
@@ -67,11 +68,61 @@ def _path_options(kwargs: dict) -> dict[str, Path | None]:
                 value = paths.results_dir(value)
             found[option] = value
     return found
+def default_note(value) -> str:
+    """'[default: VALUE]' for a help text, as Typer writes the defaults it shows itself (escaped for rich
+    markup): for options whose default is not their Python default (None = worked out at run time)."""
+    return escape(f"[default: {value}]")
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose ``--help`` shows a type only where an option takes a value (no ``<bool>`` on
+    flags, ``--help`` included) and its usage as ``dinbench download [OPTIONS] NAME`` (not ``{name}``)."""
+
+    def get_params(self, ctx):
+        return _flags_untyped(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return _usage(self, ctx)
+
+
+class Group(typer.core.TyperGroup):
+    """The command group, with the same help conventions as ``Command``."""
+
+    def get_params(self, ctx):
+        return _flags_untyped(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return _usage(self, ctx)
+
+
+def _flags_untyped(params: list) -> list:
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""  # what Typer's help shows in the type column of the option ('<bool>' otherwise)
+    return params
+
+
+def _usage(command, ctx) -> list[str]:
+    """Click's usage pieces: [OPTIONS], then each argument as NAME, optional ones as [NAME]."""
+    pieces = [command.options_metavar] if command.options_metavar else []
+    for p in command.get_params(ctx):
+        if isinstance(p, typer.core.TyperArgument):
+            name = (p.metavar or p.name or "").upper()
+            name = name if p.required else f"[{name}]"
+            pieces.append(name + ("..." if p.nargs != 1 else ""))
+        else:
+            pieces.extend(p.get_usage_pieces(ctx))
+    if isinstance(command, typer.core.TyperGroup):
+        pieces.append(command.subcommand_metavar)
+    return pieces
 
 
 def typer_parameter(opt, help_: str | None = None) -> inspect.Parameter:
-    """A command-line option generated from its declaration (None = not given: file, preset or default)."""
+    """A command-line option generated from its declaration (None = not given: file, preset or default).
+
+    The declared help is plain text, so it is escaped for the rich markup of ``--help``."""
     help_ = f"{help_ or opt.help} {opt.describe_default()}" if opt.default is not None else (help_ or opt.help)
+    help_ = escape(help_)
     if opt.kind is bool:
         return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool],
                                  default=typer.Option(None, f"{opt.flag}/--no-{opt.flag[2:]}", help=help_))

@@ -21,7 +21,7 @@ from typing import Any
 
 from dinbench import optimizers, poolers
 from dinbench.errors import DinbenchError
-from dinbench.layers.activations import ACTIVATIONS
+from dinbench.layers import ACTIVATIONS
 from dinbench.options import (
     Option, at_least_one, fraction, positive, positive_number, sizes_at_least_one, zero_or_more,
 )

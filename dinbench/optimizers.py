@@ -30,14 +30,13 @@ applied with a mask instead of a list of rows: every row is computed and only th
 written, with no ``nonzero`` (which waits for the device) and fixed shapes, so a step never syncs
 and can be captured in a CUDA graph. ``capturable=True`` (cuda-graphs) also keeps the step count on
 the device, so that a replayed step advances the bias correction without Python running.
+
+This module is the torch-free half (the choices and when a table is sparse), which the run options and
+``--help`` need; the optimizers themselves (``make_optimizer``, ``RowSparse``, ``clip_grad_norm``) are
+in dinbench.optim and are reachable from here too, importing torch only then.
 """
 
 from __future__ import annotations
-
-from typing import Any, Iterable
-
-import torch
-from torch import nn
 
 OPTIMIZERS: dict[str, str] = {
     "adam": "Adam on every parameter; every embedding row moves at every step (dense: cost grows with the catalogue)",
@@ -69,230 +68,13 @@ def sparse_gradient(rows: int) -> bool:
     return rows >= SPARSE_MIN_ROWS
 
 
-def _fused(params: list[nn.Parameter]) -> dict[str, Any]:
-    """Fused kernels where torch has them (one pass over all parameters: Adam's step is ~5x cheaper on CPU)."""
-    return {"fused": True} if params and {p.device.type for p in params} <= {"cpu", "cuda"} else {}
+
+_IN_OPTIM = ("make_optimizer", "RowSparse", "clip_grad_norm")
 
 
-def make_optimizer(name: str, model: nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
-    """The optimizer ``name`` over ``model``'s parameters. For the row-sparse ones the model's
-    embedding tables are found as its ``nn.Embedding`` modules. ``capturable``: every step is free of
-    host syncs and host-side state, so it can be captured in a CUDA graph (CUDA parameters only)."""
-    params = list(model.parameters())
-    graph = {"capturable": True} if capturable else {}
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, **_fused(params))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, **_fused(params), **graph)
-    if name not in ROW_SPARSE:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
-    table_ids = {id(t) for t in tables}
-    dense = [p for p in params if id(p) not in table_ids]
-    return RowSparse(dense, tables, lr=lr, rule=name, capturable=capturable)
+def __getattr__(name: str):
+    if name in _IN_OPTIM:
+        from dinbench import optim
 
-
-class RowSparse(torch.optim.Optimizer):
-    """Fused Adam on ``dense`` parameters and a row-sparse rule on the embedding ``tables``.
-
-    Two parameter groups, ``param_groups[0]`` the dense parameters (shared with an inner
-    ``torch.optim.Adam``, so an lr scheduler's changes reach it) and ``param_groups[1]`` the tables.
-    A table's gradient may be sparse (COO, rows repeated) or dense (under DDP): either way only the
-    rows present in it (non-zero rows, for a dense one) are read and written.
-
-    State per table: lazy-adam's ``moments`` [rows, 2, dim] (exp_avg and exp_avg_sq of a row side by
-    side), rowwise-adagrad's ``sum`` [rows]; plus the global step count.
-    """
-
-    def __init__(self, dense: list[nn.Parameter], tables: list[nn.Parameter], lr: float, rule: str,
-                 capturable: bool = False) -> None:
-        dense_group: dict[str, Any] = {"params": dense}
-        graph = {"capturable": True} if capturable else {}
-        self.inner = torch.optim.Adam([dense_group], lr=lr, betas=BETAS, eps=EPS, **_fused(dense), **graph)
-        super().__init__([dense_group, {"params": tables, "rule": rule}], {"lr": lr})
-        self.rule = rule
-        self.capturable = capturable
-        self._steps = 0
-        # capturable: the step count on the device (float64: exact for any count a run reaches)
-        self._step_t = torch.zeros((), dtype=torch.float64, device=tables[0].device) if capturable and tables else None
-        self._slots: dict[torch.Tensor, torch.Tensor] = {}
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps taken (read back from the device when capturable: a host sync)."""
-        return int(self._step_t.item()) if self._step_t is not None else self._steps
-
-    @steps.setter
-    def steps(self, value: int) -> None:
-        self._steps = value
-        if self._step_t is not None:
-            self._step_t.fill_(value)
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        self.inner.step()
-        if self._step_t is not None:
-            self._step_t += 1
-        else:
-            self._steps += 1
-        group = self.param_groups[1]
-        for table in group["params"]:
-            if table.grad is None:
-                continue
-            if not table.grad.is_sparse and (table.device.type != "cpu" or self.capturable):
-                self._masked(table, table.grad, group["lr"])  # no nonzero: no host sync, fixed shapes
-                continue
-            rows, grad = _touched_rows(table.grad, self._slot(table))  # [R], [R, dim]
-            if rows.numel() == 0:
-                continue
-            if self.rule == "lazy-adam":
-                self._lazy_adam(table, rows, grad, group["lr"])
-            else:
-                self._rowwise_adagrad(table, rows, grad, group["lr"])
-
-    def _slot(self, table: torch.Tensor) -> torch.Tensor | None:
-        """Scratch space for summing a sparse gradient's repeated rows on the CPU (see _touched_rows)."""
-        if table.device.type != "cpu" or table.grad is None or not table.grad.is_sparse:
-            return None
-        if table not in self._slots:
-            self._slots[table] = torch.empty(table.shape[0], dtype=torch.long)  # [rows]
-        return self._slots[table]
-
-    def _lazy_adam(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        """Adam on ``rows`` only, with the same operations in the same order as torch's single-tensor
-        Adam (so that with every row touched the result is the dense one, bit for bit)."""
-        state = self.state[table]
-        if not state:  # both moments of a row side by side: one random read and write per row, not two
-            state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
-        beta1, beta2 = BETAS
-        moments = state["moments"].index_select(0, rows)  # [R, 2, dim]
-        exp_avg = moments[:, 0].lerp_(grad, 1 - beta1)  # [R, dim]
-        exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # [R, dim]
-        bias_correction1, bias_correction2_sqrt = self._bias_corrections()
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-        updated = table.index_select(0, rows).addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
-        _write_rows(state["moments"], rows, moments)
-        _write_rows(table, rows, updated)
-
-    def _bias_corrections(self) -> tuple[Any, Any]:
-        """(1 - beta1^t, sqrt(1 - beta2^t)) for step t: floats, or 0-d device tensors when capturable."""
-        beta1, beta2 = BETAS
-        if self._step_t is None:
-            return 1 - beta1**self._steps, (1 - beta2**self._steps) ** 0.5
-        t = self._step_t
-        return (1 - torch.pow(beta1, t)).float(), (1 - torch.pow(beta2, t)).sqrt().float()
-
-    @torch.no_grad()
-    def _masked(self, table: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        """The row rule over the whole table, written only where a row's gradient is non-zero
-        (``torch.where``): the same arithmetic as the row-list path for the touched rows, untouched
-        rows and their state unchanged. Cost in proportion to the table (meant for small tables and
-        GPUs), but no host sync and no data-dependent shapes."""
-        touched = grad.ne(0).any(1, keepdim=True)  # [rows, 1]
-        state = self.state[table]
-        if self.rule == "lazy-adam":
-            if not state:
-                state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
-            beta1, beta2 = BETAS
-            moments = state["moments"]
-            exp_avg = moments[:, 0].lerp(grad, 1 - beta1)  # [rows, dim]
-            exp_avg_sq = moments[:, 1].mul(beta2).addcmul_(grad, grad, value=1 - beta2)  # [rows, dim]
-            bias_correction1, bias_correction2_sqrt = self._bias_corrections()
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-            step = exp_avg / denom * (-lr / bias_correction1)  # [rows, dim]
-            moments[:, 0] = torch.where(touched, exp_avg, moments[:, 0])
-            moments[:, 1] = torch.where(touched, exp_avg_sq, moments[:, 1])
-            table.add_(torch.where(touched, step, 0.0))
-        else:
-            if not state:
-                state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)
-            acc = state["sum"] + grad.pow(2).mean(1)  # [rows]
-            state["sum"].copy_(torch.where(touched[:, 0], acc, state["sum"]))
-            step = grad / (acc.sqrt() + ADAGRAD_EPS)[:, None] * -lr  # [rows, dim]
-            table.add_(torch.where(touched, step, 0.0))
-
-    def _rowwise_adagrad(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        """sum[r] += mean(g_r^2);  w_r -= lr * g_r / (sqrt(sum[r]) + eps), for the touched rows r."""
-        state = self.state[table]
-        if not state:
-            state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)  # [rows]
-        acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))  # [R]
-        _write_rows(state["sum"], rows, acc)
-        updated = table.index_select(0, rows).addcdiv_(grad, (acc.sqrt() + ADAGRAD_EPS)[:, None], value=-lr)
-        _write_rows(table, rows, updated)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Tensors, numbers and strings only (a checkpoint loads with ``weights_only=True``)."""
-        tables = self.param_groups[1]["params"]
-        return {
-            "rule": self.rule,
-            "steps": self.steps,
-            "lr": [g["lr"] for g in self.param_groups],
-            "dense": self.inner.state_dict(),
-            "tables": [dict(self.state[t]) for t in tables],
-        }
-
-    def load_state_dict(self, saved: dict[str, Any]) -> None:  # type: ignore[override]
-        if saved.get("rule") != self.rule:
-            raise ValueError(f"optimizer state of {saved.get('rule')!r}, not {self.rule!r}")
-        self.steps = int(saved["steps"])
-        self.inner.load_state_dict(saved["dense"])
-        for group, lr in zip(self.param_groups, saved["lr"]):
-            group["lr"] = lr
-        for table, state in zip(self.param_groups[1]["params"], saved["tables"]):
-            self.state[table] = {k: v.to(table.device, copy=True) for k, v in state.items()}
-
-
-def _write_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> None:
-    """dst[rows] = src for distinct ``rows``. On the CPU through numpy, whose scattered row copy is
-    about 2x faster than ``index_copy_`` there (measured: 0.8 vs 1.5 ms for 8k rows of 64 floats)."""
-    if dst.device.type == "cpu":
-        dst.detach().numpy()[rows.numpy()] = src.detach().numpy()
-    else:
-        dst.index_copy_(0, rows, src)
-
-
-def _touched_rows(grad: torch.Tensor, slot: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows [R] long, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
-
-    A sparse gradient lists a row once per lookup (nnz entries, rows repeated). On the CPU the
-    repeats are summed without sorting: ``slot`` ([table rows] long, scratch) maps each row to one
-    representative entry, and each entry is added to its row's (about 2.5x faster than
-    ``coalesce`` at 10k lookups; the order of the rows differs, the sums do not). On other devices
-    ``coalesce`` (sorted, and deterministic where scattered additions would not be).
-    """
-    if not grad.is_sparse:
-        rows = grad.abs().sum(1).nonzero().squeeze(1)  # under DDP: a row is touched iff its gradient is non-zero
-        return rows, grad.index_select(0, rows)
-    if slot is None:
-        grad = grad.coalesce()  # sums repeated rows, sorts them
-        return grad.indices()[0], grad.values()
-    ids, values = grad._indices()[0], grad._values()  # [nnz], [nnz, dim]
-    entry = torch.arange(len(ids), device=ids.device)  # [nnz]
-    slot[ids] = entry  # one entry per row wins (on the CPU: the last one, deterministically)
-    rep = slot.index_select(0, ids)  # [nnz] the representative entry of each entry's row
-    first = rep == entry  # [nnz] True once per distinct row
-    compact = torch.cumsum(first, 0) - 1  # [nnz] each representative's index among the distinct rows
-    rows = ids[first]  # [R] (a boolean mask: no faster form)
-    summed = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
-    return rows, summed.index_add_(0, compact.index_select(0, rep), values)  # [R], [R, dim]
-
-
-def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> None:
-    """``nn.utils.clip_grad_norm_`` that also takes sparse gradients (the row-sparse optimizers'
-    tables): their norm is that of the coalesced (row-summed) gradient, which is what is applied."""
-    params = [p for p in params if p.grad is not None]
-    if not any(p.grad.is_sparse for p in params):
-        nn.utils.clip_grad_norm_(params, max_norm)
-        return
-    norms = []
-    for p in params:
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            norms.append(torch.linalg.vector_norm(p.grad.values()))
-        else:
-            norms.append(torch.linalg.vector_norm(p.grad))
-    total = torch.linalg.vector_norm(torch.stack(norms))
-    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for p in params:
-        p.grad.mul_(scale)
+        return getattr(optim, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

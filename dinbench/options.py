@@ -67,10 +67,15 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     def describe_default(self) -> str:
+        """'[default: 10]', as Typer shows a default (a flag's default reads as the flag: 'no-bucket').
+
+        Plain text: escape it (rich.markup.escape) where rich markup renders it, as in ``--help``."""
         value = self.default
         if isinstance(value, tuple):
             value = ",".join(map(str, value))
-        return f"(default: {value})"
+        elif isinstance(value, bool):
+            value = self.flag[2:] if value else "no-" + self.flag[2:]
+        return f"[default: {value}]"
 
     def parse(self, value: Any) -> Any:
         """``value`` (from the command line, a file or a record) as this option's type, checked.

@@ -13,8 +13,11 @@ from pathlib import Path
 from dinbench.atomic import write_atomic
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-# 16 distinct colours for up to 16 poolers: Okabe-Ito, then Paul Tol's darker "muted" tones
-PALETTE = OKABE_ITO + ["#882255", "#332288", "#117733", "#999933", "#AA4499", "#44AA99", "#661100", "#6699CC"]
+PALE = ("#F0E442",)  # Okabe-Ito's yellow: too faint for a line on white
+# 16 distinct colours for up to 16 poolers, each dark enough for a thin line on white (contrast >= 2:1):
+# Okabe-Ito without its yellow, then Paul Tol's darker "muted" tones
+PALETTE = [c for c in OKABE_ITO if c not in PALE] + ["#882255", "#332288", "#117733", "#999933", "#AA4499",
+                                                     "#44AA99", "#661100", "#6699CC", "#225555"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 

@@ -24,11 +24,10 @@ import pandas as pd
 from dinbench import poolers
 from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
+from dinbench.formats import FORMATS  # noqa: F401  (defined without pandas: --help lists them)
 from dinbench.records import Loaded
 from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
 from dinbench.tables import md_table, pm
-
-FORMATS = ("table", "markdown", "csv", "latex", "json")
 
 
 def config_id(key: dict[str, Any]) -> str:

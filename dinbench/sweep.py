@@ -21,6 +21,7 @@ Ray is optional (``pip install 'dinbench[ray]'``) and imported only inside ``_ex
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any, Callable
 
 from dinbench.config import RunConfig
@@ -182,14 +184,19 @@ def _one_line(exc: BaseException) -> str:
 
 _DATASETS: dict[tuple[str, str], Any] = {}  # per worker process: (data dir, name) -> Prepared
 _STOP = None  # per worker process: the sweep's stop event (set by the driver on Ctrl-C)
+_PROGRESS = None  # per worker process: the queue its runs' progress goes to the driver by
+RunProgress = Callable[[int, str, int, int], None]  # (index of the config in todo, stage, done, total)
+PROGRESS_POLL_S = 0.2  # how often the driver shows what the queue brought
 
 
-def _init_worker(threads: int, gpus: int, counter, stop) -> None:
+def _init_worker(threads: int, gpus: int, counter, stop, progress=None) -> None:
     """Runs once in each pool process: pin torch's threads (and a GPU, round-robin)."""
     import torch
 
-    global _STOP
-    _STOP = stop
+    global _STOP, _PROGRESS
+    _STOP, _PROGRESS = stop, progress
+    if progress is not None:
+        progress.cancel_join_thread()  # exit without waiting for the driver to read the last reports
     torch.set_num_threads(threads)
     if gpus:
         with counter.get_lock():
@@ -198,7 +205,12 @@ def _init_worker(threads: int, gpus: int, counter, stop) -> None:
         torch.cuda.set_device(gpu_of_worker(index, gpus))
 
 
-def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str | None = None) -> Outcome:
+def _report(index: int, stage: str, done: int, total: int) -> None:
+    _PROGRESS.put((index, stage, done, total))
+
+
+def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str | None = None,
+                index: int | None = None) -> Outcome:
     """One run in a pool process; every failure comes back as a one-line error, never an exception."""
     from dinbench.prepared import contract
     from dinbench.train import train_run
@@ -210,27 +222,43 @@ def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str
         if key not in _DATASETS:
             _DATASETS[key] = contract.load(Path(data_dir), cfg.dataset)
         stop = _STOP.is_set if _STOP is not None else None  # checkpoint at the next batch on Ctrl-C
-        run_dir, record = train_run(cfg, _DATASETS[key], Path(results_dir), stop=stop,
+        progress = functools.partial(_report, index) if _PROGRESS is not None and index is not None else None
+        run_dir, record = train_run(cfg, _DATASETS[key], Path(results_dir), stop=stop, progress=progress,
                                     resume_dir=Path(resume_dir) if resume_dir else None)
         return Outcome(run_dir=run_dir, record=record)
     except Exception as exc:  # noqa: BLE001 - reported as one line; the sweep goes on
         return Outcome(error=_one_line(exc))
 
 
+def _drain(queue, on_progress: RunProgress | None) -> None:
+    """Hand what the workers reported so far to ``on_progress``."""
+    while queue is not None:
+        try:
+            message = queue.get_nowait()
+        except Empty:
+            return
+        if on_progress is not None:
+            on_progress(*message)
+
+
 def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
-                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None]) -> None:
+                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None],
+                   on_progress: RunProgress | None = None) -> None:
     import multiprocessing as mp
 
     # spawn, not fork: a forked torch (its thread pools, maybe CUDA) is not safe to use
     ctx = mp.get_context("spawn")
     counter, stop = ctx.Value("i", 0), ctx.Event()
+    queue = ctx.Queue() if on_progress is not None else None
     pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(plan.threads, plan.gpus, counter, stop))
+                               initargs=(plan.threads, plan.gpus, counter, stop, queue))
     try:
-        pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None): cfg
-                   for cfg, where in zip(todo, resume)}
+        pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None, i): cfg
+                   for i, (cfg, where) in enumerate(zip(todo, resume))}
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=PROGRESS_POLL_S if queue is not None else None,
+                               return_when=FIRST_COMPLETED)
+            _drain(queue, on_progress)
             for future in finished:
                 cfg = pending.pop(future)
                 try:
@@ -358,16 +386,18 @@ def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
 
 def execute(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
             on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any] | None = None,
-            resume: list[Path | None] | None = None) -> None:
+            resume: list[Path | None] | None = None, on_progress: RunProgress | None = None) -> None:
     """Run every config of ``todo``; ``on_done(cfg, outcome)`` is called in the driver as each ends.
 
     ``shipped``: dataset name -> Prepared, for Ray. ``resume``: per config, the folder of an
     interrupted run of it to continue from its checkpoint (local executor only), or None.
+    ``on_progress(i, stage, done, total)``: the training progress of ``todo[i]`` (dinbench.train's
+    progress callback), called in the driver; the local executor reports it, Ray does not.
     """
     if plan.executor == "ray":
         _execute_ray(plan, todo, results_dir, on_done, shipped or {})
     else:
-        _execute_local(plan, todo, data_dir, results_dir, on_done, resume or [None] * len(todo))
+        _execute_local(plan, todo, data_dir, results_dir, on_done, resume or [None] * len(todo), on_progress)
 
 
 @dataclass

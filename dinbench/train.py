@@ -43,9 +43,16 @@ from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
 from dinbench.runtime import LocalRuntime, Runtime, autocast, check_compile, compile_net, resolve_device
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Progress = Callable[[str, int, int], None]  # (stage, done, total): progress_stage's text, batches of that epoch
 CHECK_EVERY = 50  # steps between two reads of the loss on the host (the only syncs of a training epoch)
 PREDICTION_FILES = {"test": "predictions_test.parquet", "valid": "predictions_valid.parquet"}
+
+
+def progress_stage(epoch: int, epochs: int, history: list[dict[str, Any]]) -> str:
+    """What a run's progress says while it trains ``epoch``: 'epoch 3/10, valid GAUC 0.8123' (the last
+    scored epoch's valid GAUC; none before the first, nor under the paper protocol, which has no valid)."""
+    last = next((h["valid"]["gauc"] for h in reversed(history) if "valid" in h), None)
+    return f"epoch {epoch}/{epochs}" + (f", valid GAUC {last:.4f}" if last is not None else "")
 
 
 class Diverged(Exception):
@@ -261,6 +268,7 @@ class Trainer:
         order = self.data.store.rows(np.concatenate(batches))  # the epoch's rows on the device: one upload
         ends = np.cumsum([len(b) for b in batches])  # batch i is order[ends[i] - len(batches[i]) : ends[i]]
         loss = EpochLoss(state.epoch_loss, self.device)
+        stage = progress_stage(state.epoch, cfg.epochs, state.history)
         for i in range(state.batch, len(batches)):
             if self.stop is not None and self.stop():
                 state.batch = i
@@ -271,7 +279,7 @@ class Trainer:
             if (i + 1) % CHECK_EVERY == 0:
                 loss.check(state.epoch)
             if self.progress is not None and (i % 20 == 0 or i == len(batches) - 1):
-                self.progress(f"epoch {state.epoch}/{cfg.epochs}", i + 1, len(batches))
+                self.progress(stage, i + 1, len(batches))
         state.epoch_loss = loss.check(state.epoch)
         seconds = state.epoch_seconds + time.perf_counter() - t0
         state.train_seconds += seconds

@@ -1,26 +1,30 @@
 """What the terminal shows: the progress displays, the one-line summaries and the Rich tables.
 
-Shared by the commands of dinbench.cli (``run``, ``sweep``, ``run --resume``, ``report``,
+Imports of pandas and the report code happen inside the functions that print tables, so a command's
+``--help`` stays fast. Shared by the commands of dinbench.cli (``run``, ``sweep``, ``run --resume``, ``report``,
 ``datasets``), so each wires progress and prints tables the same way. Nothing here decides
 anything; it only renders what the library computed.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from dinbench import poolers
-from dinbench import report as report_mod
-from dinbench.config import RunConfig
 from dinbench.records import Loaded
+
+if TYPE_CHECKING:
+    from dinbench.config import RunConfig
 
 
 def dataset_line(prepared, protocol: str) -> str:
@@ -44,35 +48,74 @@ def print_finished(target: Console, label: str, run_dir: Path, record: dict) -> 
     )
 
 
+EPOCH = re.compile(r"epoch (\d+)/(\d+)")  # how dinbench.train.progress_stage names the epoch being trained
+
+
+class EtaColumn(TimeRemainingColumn):
+    """'ETA 0:01:23': the time left at the task's recent speed (for a run: to its last epoch, so early
+    stopping may end it sooner)."""
+
+    def render(self, task) -> Text:
+        shown = super().render(task)
+        return Text("ETA ", style=shown.style) + shown
+
+
+def _columns(*first) -> tuple:
+    return (*first, BarColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn(), EtaColumn())
+
+
+class RunLine:
+    """One run's line on a RunBoard; called as the run's progress callback ``(stage, done, total)``."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress, self.started = progress, False
+        self.task = progress.add_task("", total=None, run=label, count="")
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        m = EPOCH.match(stage)
+        epoch, epochs = (int(m[1]), int(m[2])) if m else (1, 1)
+        at = dict(description=stage, completed=(epoch - 1) * total + done, total=epochs * total)
+        if not self.started:  # a resumed run starts mid-way: its speed counts from here
+            self.progress.reset(self.task, **at)  # (reset keeps the task's fields: none given)
+            self.started = True
+        self.progress.update(self.task, **at, count=f"{done}/{total}")
+
+    def close(self) -> None:
+        self.progress.remove_task(self.task)
+
+
 class RunBoard:
-    """A live display: one overall bar and one bar per run in progress (``run(label)`` gives its
-    progress callback ``(stage, done, total)``)."""
+    """A live display: one overall bar and one line per run in progress (``run(label)`` gives its
+    progress callback ``(stage, done, total)``). A run's line shows its stage (the epoch, and the valid
+    GAUC of the last epoch scored), the batches of this epoch, and its elapsed time and ETA over all its
+    epochs; the overall line counts the runs done and gives the ETA of them all."""
 
     def __init__(self, progress: Progress, total: int, title: str) -> None:
         self.progress, self.console = progress, progress.console
-        self.overall = progress.add_task("", total=total, run=title)
+        self.total, self.done = total, 0
+        self.overall = progress.add_task("", total=total, run=title, count=f"0/{total} runs")
+
+    def add_run(self, label: str) -> RunLine:
+        return RunLine(self.progress, label)
 
     @contextmanager
     def run(self, label: str) -> Iterator[Callable[[str, int, int], None]]:
-        task = self.progress.add_task("", total=1, run=label)
-
-        def update(stage: str, done: int, total: int) -> None:
-            self.progress.update(task, description=stage, completed=done, total=total)
-
+        line = self.add_run(label)
         try:
-            yield update
+            yield line
         finally:
-            self.progress.remove_task(task)
+            line.close()
 
     def advance(self) -> None:
-        self.progress.advance(self.overall)
+        self.done += 1
+        self.progress.update(self.overall, advance=1, count=f"{self.done}/{self.total} runs")
 
 
 @contextmanager
-def run_board(console: Console, total: int, title: str = "all") -> Iterator[RunBoard]:
-    with Progress(TextColumn("[bold]{task.fields[run]}"), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
-                  disable=console.quiet) as progress:
+def run_board(console: Console, total: int, title: str = "all", clock: Callable[[], float] | None = None) -> Iterator[RunBoard]:
+    """A RunBoard on ``console``; ``clock`` (seconds) replaces the real clock (tests)."""
+    with Progress(*_columns(TextColumn("[bold]{task.fields[run]}"), TextColumn("{task.description}")),
+                  console=console, transient=True, disable=console.quiet, get_time=clock) as progress:
         yield RunBoard(progress, total, title)
 
 
@@ -90,6 +133,8 @@ def print_table(console: Console, table, title: str, baseline: str) -> None:
     if table.empty:
         console.print("no completed runs")
         return
+    from dinbench import report as report_mod
+
     header, rows, constants = report_mod.display_rows(table)
     t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
     for h in header:
@@ -102,6 +147,8 @@ def print_table(console: Console, table, title: str, baseline: str) -> None:
 
 def print_results(console: Console, loaded: list[Loaded], title: str, out: Path) -> None:
     """The table of the runs just made (run, sweep), and where the records are."""
+    from dinbench import report as report_mod
+
     table = report_mod.summarize(report_mod.runs_frame(loaded), baseline=poolers.BASELINE)
     print_table(console, table, title, poolers.BASELINE)
     console.print(f"records in {out}/ - the table over all runs: dinbench report")
@@ -138,28 +185,41 @@ def run_sweep(console: Console, sweep_mod, plan, todo, root, out, shipped, with_
 
 
 def _sweep_progress(console: Console, sweep_mod, plan, todo, root, out, shipped, with_dataset: bool) -> tuple[list[Loaded], int]:
-    """Run the sweep's remaining configs under one progress bar, a line per finished or failed run."""
+    """Run the sweep's remaining configs on a RunBoard (a line per running run where the executor
+    reports progress: local, not Ray), a line printed per finished or failed run."""
     finished: list[Loaded] = []
     failures = 0
     if not todo.configs:
         return finished, failures
-    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        bar = progress.add_task("", total=len(todo.configs))
+    with run_board(console, len(todo.configs), "sweep") as board:
+        lines: dict[int, RunLine] = {}
+        ended: set[int] = set()
+        index_of = {id(cfg): i for i, cfg in enumerate(todo.configs)}
+
+        def on_progress(index: int, stage: str, done: int, total: int) -> None:
+            if index in ended:  # a late report of a run already over
+                return
+            if index not in lines:
+                lines[index] = board.add_run(run_label(todo.configs[index], with_dataset))
+            lines[index](stage, done, total)
 
         def on_done(cfg, outcome) -> None:
             nonlocal failures
-            progress.advance(bar)
+            index = index_of.get(id(cfg))
+            ended.add(index)
+            if index in lines:
+                lines.pop(index).close()
+            board.advance()
             label = run_label(cfg, with_dataset)
             if outcome.error is not None:
                 failures += 1
-                progress.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
-                                       highlight=False)
+                board.console.print(f"[red]{escape(label)}: failed[/]: {escape(outcome.error)}", soft_wrap=True,
+                                    highlight=False)
                 return
-            print_finished(progress.console, label, outcome.run_dir, outcome.record)
+            print_finished(board.console, label, outcome.run_dir, outcome.record)
             finished.append(Loaded(outcome.run_dir / "record.json", outcome.record))
 
-        sweep_mod.execute(plan, todo.configs, root, out, on_done, shipped, todo.resume)
+        sweep_mod.execute(plan, todo.configs, root, out, on_done, shipped, todo.resume, on_progress=on_progress)
     return finished, failures
 
 
@@ -220,6 +280,7 @@ def write_report_files(console: Console, err: Console, loaded, runs, table, base
 
 def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler: str | None):
     """The records in ``out`` and their table, with the warnings and notes printed."""
+    from dinbench import report as report_mod
     from dinbench.records import load_records
 
     loaded, warnings = load_records(out)
@@ -238,7 +299,7 @@ def print_poolers(console: Console) -> None:
     for name, entry in poolers.REGISTRY.items():
         variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))
         opts = ", ".join(f"{o.flag} {o.describe_default()[1:-1]}" for o in poolers.options(name))
-        table.add_row(name, variants or "—", opts or "—", escape(entry.cls.description))
+        table.add_row(name, variants or "—", opts or "—", escape(entry.info.description))
     console.print(table)
     console.print(f"default set of `dinbench run`: {', '.join(poolers.DEFAULT_POOLERS)}; 'all' = every pooler and variant")
 

@@ -42,20 +42,26 @@ class Intensity(Figure):
 
 
 def plot_intensity(samples: pd.DataFrame, summary: pd.DataFrame, stem: Path, title: str = "") -> list[Path]:
+    """``intensity_figure`` saved as ``stem``.png and .svg."""
+    return save(intensity_figure(samples, summary, title), stem)
+
+
+def intensity_figure(samples: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
     """Distribution of the summed attention weight for clicked vs not-clicked candidates, one panel
     per pooler, with the AUC of that sum alone (mean ± std over seeds) in the panel's title
-    (``summary, samples``: ``analysis.intensity``)."""
+    (``summary, samples``: ``analysis.intensity``). Every panel has both axes labelled and ticked."""
     plt = pyplot()
     k = len(samples)
     cols = min(k, 3)
     rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols + 0.4, 2.1 * rows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.3, 2.2 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for ax, (_, s) in zip(axes.flat, samples.iterrows()):
         values, label = np.asarray(s["attention_sum"]), np.asarray(s["label"])
         lo, hi = np.percentile(values, [0.5, 99.5])
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
-        ax.hist(values[label == 1], bins=bins, density=True, alpha=0.6, color=OKABE_ITO[0], label="clicked")
-        ax.hist(values[label == 0], bins=bins, density=True, alpha=0.6, color=OKABE_ITO[1], label="not clicked")
+        ax.hist(values[label == 1], bins=bins, density=True, alpha=0.55, color=OKABE_ITO[0], label="clicked")
+        ax.hist(values[label == 0], bins=bins, density=True, alpha=0.55, color=OKABE_ITO[3], label="not clicked")
         row = summary[(summary["pooler"] == s["pooler"]) & (summary["architecture"] == s["architecture"])
                       & (summary["dataset"] == s["dataset"])]
         auc_txt = ""
@@ -64,10 +70,11 @@ def plot_intensity(samples: pd.DataFrame, summary: pd.DataFrame, stem: Path, tit
             auc_txt = f"\nAUC of the sum {r['auc_mean']:.3f}" + (f" ± {r['auc_std']:.3f}" if np.isfinite(r["auc_std"]) else "")
         ax.set_title(f"{s['pooler']}{auc_txt}", fontsize=8.5)
         ax.set_xlabel("sum of attention weights")
-        ax.set_yticks([])
+        ax.set_ylabel("density")
+        ax.margins(x=0.02)
+        ax.locator_params(axis="both", nbins=4)
     for ax in list(axes.flat)[k:]:
-        ax.set_visible(False)
+        ax.remove()  # no empty frame where a grid row is not full
     axes.flat[0].legend(frameon=False)
     fig.suptitle(title or "Interest intensity: summed unnormalised attention", fontsize=10)
-    fig.tight_layout()
-    return save(fig, stem)
+    return fig

@@ -4,3 +4,5 @@
 (the MLP block). Nothing here imports the rest of dinbench, so both ``dinbench.model`` and
 ``dinbench.poolers`` can use it without pointing back up.
 """
+
+ACTIVATIONS = ("prelu", "dice", "sigmoid", "relu")  # here, not in activations.py: config and --help need no torch

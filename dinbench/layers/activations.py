@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = ("prelu", "dice", "sigmoid", "relu")
+from dinbench.layers import ACTIVATIONS
 
 
 class Dice(nn.Module):

@@ -1,50 +1,67 @@
 """The pooler registry: name -> class. A new pooler is one file here plus one line in REGISTRY.
 
+The registry knows each pooler by its torch-free declaration (dinbench.poolers.about) and imports
+the class, and torch with it, only when a pooler is built: listing poolers, parsing options and
+``--help`` stay fast.
+
 A pooler is addressed on the command line as ``name`` or ``name:variant``; attention poolers take
 their normalisation as the variant (``din:none``, ``din:softmax``). A pooler's other options
-(``half_life``, ``attention_hidden``, ...) are declared in its own file (``Pooler.options``) and are
+(``half_life``, ``attention_hidden``, ...) are declared with its description in dinbench.poolers.about (``About.options``) and are
 keyword options of ``build``; the command line, experiment files and records take them from there.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dinbench.errors import DinbenchError
 from dinbench.options import Option
+from dinbench.poolers import about
+from dinbench.poolers.about import NORMALIZATIONS, About
 
-from dinbench.poolers.base import NORMALIZATIONS, Pooler
-from dinbench.poolers.average import AveragePooler
-from dinbench.poolers.bilinear import BilinearPooler
-from dinbench.poolers.din import DINPooler
-from dinbench.poolers.dot import DotPooler
-from dinbench.poolers.last import LastPooler
-from dinbench.poolers.max_pool import MaxPooler
-from dinbench.poolers.multihead import MultiHeadPooler
-from dinbench.poolers.none import NonePooler
-from dinbench.poolers.sum_pool import SumPooler
-from dinbench.poolers.time_decay import TimeDecayPooler
+if TYPE_CHECKING:
+    from dinbench.poolers.base import Pooler
 
 
 @dataclass(frozen=True)
 class Entry:
-    cls: type[Pooler]
+    """A registered pooler: its class, or 'module:Class' under dinbench.poolers (imported on first
+    use) with its declaration ``about``; a class given directly carries its own declaration."""
+
+    target: Any  # type[Pooler] | str
     variants: tuple[str, ...] = ()  # normalisations it accepts; first = default
     # ^ empty for poolers without a normalisation choice
+    about: About | None = None
+
+    @property
+    def cls(self) -> type[Pooler]:
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(f"dinbench.poolers.{module}"), name)
+
+    @property
+    def info(self) -> About:
+        """The declaration (description, options, traits), without importing a lazily registered class."""
+        if self.about is not None:
+            return self.about
+        c = self.target
+        return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order))
 
 
 REGISTRY: dict[str, Entry] = {
-    "none": Entry(NonePooler),
-    "last": Entry(LastPooler),
-    "sum": Entry(SumPooler),
-    "average": Entry(AveragePooler),
-    "max": Entry(MaxPooler),
-    "time-decay": Entry(TimeDecayPooler),
-    "dot": Entry(DotPooler, variants=("softmax", "none")),
-    "bilinear": Entry(BilinearPooler, variants=("softmax", "none")),
-    "din": Entry(DINPooler, variants=("none", "softmax")),  # the paper's choice, 'none', is the default
-    "multihead": Entry(MultiHeadPooler, variants=("softmax", "none")),
+    "none": Entry("none:NonePooler", about=about.NONE),
+    "last": Entry("last:LastPooler", about=about.LAST),
+    "sum": Entry("sum_pool:SumPooler", about=about.SUM),
+    "average": Entry("average:AveragePooler", about=about.AVERAGE),
+    "max": Entry("max_pool:MaxPooler", about=about.MAX),
+    "time-decay": Entry("time_decay:TimeDecayPooler", about=about.TIME_DECAY),
+    "dot": Entry("dot:DotPooler", ("softmax", "none"), about.DOT),
+    "bilinear": Entry("bilinear:BilinearPooler", ("softmax", "none"), about.BILINEAR),
+    "din": Entry("din:DINPooler", ("none", "softmax"), about.DIN),  # the paper's choice, 'none', is the default
+    "multihead": Entry("multihead:MultiHeadPooler", ("softmax", "none"), about.MULTIHEAD),
 }
 
 # What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of
@@ -92,12 +109,12 @@ def expand(specs: str) -> list[str]:
 
 def uses_candidate(spec: str) -> bool:
     """Whether the pooler of ``spec`` attends to the candidate (``din:none`` yes, ``average`` no)."""
-    return bool(REGISTRY[parse_spec(spec)[0]].cls.uses_candidate)
+    return REGISTRY[parse_spec(spec)[0]].info.uses_candidate
 
 
 def options(name: str) -> tuple[Option, ...]:
     """The options pooler ``name`` declares (besides its variant)."""
-    return tuple(REGISTRY[name].cls.options)
+    return tuple(REGISTRY[name].info.options)
 
 
 def all_options() -> dict[str, list[tuple[str, Option]]]:
@@ -164,6 +181,14 @@ def build(spec: str, dim: int, **opts) -> Pooler:
         return REGISTRY[name].cls(dim, **values)
     except ValueError as e:
         raise DinbenchError(f"pooler '{canonical(spec)}': {e}") from None
+
+
+def __getattr__(name: str):
+    if name == "Pooler":  # the base class, with torch, only when asked for
+        from dinbench.poolers.base import Pooler
+
+        return Pooler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["REGISTRY", "DEFAULT_POOLERS", "NORMALIZATIONS", "Pooler", "build", "canonical", "expand", "options", "all_options", "resolve_options", "label", "parse_spec", "uses_candidate"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler
 
 
-class AveragePooler(Pooler):
-    description = "masked mean of the history (no candidate; fits ranking and two-tower)"
+class AveragePooler(Pooler, about=about.AVERAGE):
     packs = True
 
     def __init__(self, dim: int) -> None:

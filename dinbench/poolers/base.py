@@ -24,13 +24,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dinbench.poolers.about import NORMALIZATIONS, About
 from dinbench.poolers.packed import Packed
-
-NORMALIZATIONS = ("none", "softmax")
 
 
 class Pooler(nn.Module):
-    """Base class. Subclasses set ``description`` and implement ``forward``."""
+    """Base class. Subclasses give their declaration (``class X(Pooler, about=about.X)``, see
+    dinbench.poolers.about) or set ``description`` and ``options`` themselves, and implement ``forward``."""
 
     description: str = ""
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
@@ -39,6 +39,12 @@ class Pooler(nn.Module):
     # The pooler's own options (dinbench.options.Option), passed to __init__ by name; the one place each
     # is declared: the command line, experiment files, records and --help derive from it.
     options: tuple = ()
+
+    def __init_subclass__(cls, about: About | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if about is not None:
+            cls.description, cls.options = about.description, about.options
+            cls.uses_candidate, cls.uses_order = about.uses_candidate, about.uses_order
 
     def forward(
         self,

@@ -13,14 +13,13 @@ import math
 import torch
 from torch import nn
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, attend, check_normalization
 
 
-class BilinearPooler(Pooler):
+class BilinearPooler(Pooler, about=about.BILINEAR):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L]. Default normalization 'softmax'."""
 
-    description = "bilinear target attention qᵀWk, W learned (starts near the scaled dot product)"
-    uses_candidate = True
     packs = True
 
     def __init__(self, dim: int, normalization: str = "softmax", noise: float = 0.01) -> None:

@@ -29,26 +29,18 @@ import torch
 from torch import nn
 
 from dinbench.layers.activations import ACTIVATIONS, Dice, make_activation
-from dinbench.options import Option, sizes_at_least_one
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, attend, check_normalization, normalize_scores
 
 
-class DINPooler(Pooler):
+class DINPooler(Pooler, about=about.DIN):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L] (raw scores for 'none').
 
     Options (defaults in ``options``): attention_hidden (80, 40), attention_activation 'sigmoid',
     outer_product False; normalization 'none' (the variant).
     """
 
-    description = "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item"
-    uses_candidate = True
     packs = True
-    options = (
-        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one),
-        Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
-               "or relu.", choices=ACTIVATIONS),
-        Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
-    )
 
     def __init__(
         self,

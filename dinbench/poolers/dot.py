@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, attend, check_normalization
 
 
-class DotPooler(Pooler):
+class DotPooler(Pooler, about=about.DOT):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L]. Default normalization 'softmax'."""
 
-    description = "scaled dot-product target attention q·k/√D (no parameters)"
-    uses_candidate = True
     packs = True
 
     def __init__(self, dim: int, normalization: str = "softmax") -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler
 
 
-class LastPooler(Pooler):
+class LastPooler(Pooler, about=about.LAST):
     """keys [B, L, D], mask [B, L] -> pooled [B, D] = the last real key (0 if empty), weights one-hot [B, L]."""
-
-    uses_order = True
-    description = "the most recent behaviour only (no candidate)"
 
     def __init__(self, dim: int) -> None:
         super().__init__()

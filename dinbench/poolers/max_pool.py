@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import torch
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler
 
 
-class MaxPooler(Pooler):
+class MaxPooler(Pooler, about=about.MAX):
     """keys [B, L, D], mask [B, L] -> pooled [B, D] (0 for an empty history), weights None."""
-
-    description = "element-wise max over the history (no candidate)"
 
     def __init__(self, dim: int) -> None:
         super().__init__()

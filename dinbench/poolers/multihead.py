@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from dinbench.options import Option, at_least_one
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, check_normalization, normalize_scores
 
 
@@ -38,16 +38,13 @@ def heads_mismatch(heads: int, dim: int) -> str:
             f"that is {sizes}")
 
 
-class MultiHeadPooler(Pooler):
+class MultiHeadPooler(Pooler, about=about.MULTIHEAD):
     """q [B, D], keys [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L] (mean over heads).
 
     Defaults: heads 4 (must divide D), normalization 'softmax'.
     """
 
-    description = "multi-head target attention (candidate = query, history = keys/values)"
-    uses_candidate = True
     packs = True
-    options = (Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one),)
 
     def __init__(self, dim: int, heads: int, normalization: str = "softmax") -> None:
         super().__init__()

@@ -5,13 +5,12 @@ The floor of the benchmark: what a pooler gains over it is what the history is w
 
 from __future__ import annotations
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler
 
 
-class NonePooler(Pooler):
+class NonePooler(Pooler, about=about.NONE):
     """keys [B, L, D] -> pooled zeros [B, D], weights None (no position is used)."""
-
-    description = "no history: zeros (candidate only; the floor showing what history is worth)"
 
     def __init__(self, dim: int) -> None:
         super().__init__()

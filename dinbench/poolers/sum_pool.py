@@ -5,13 +5,12 @@ Unlike ``average``, the pooled vector's scale grows with the history length.
 
 from __future__ import annotations
 
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler
 
 
-class SumPooler(Pooler):
+class SumPooler(Pooler, about=about.SUM):
     """keys [B, L, D], mask [B, L] -> pooled [B, D] = sum of the real keys, weights = mask [B, L]."""
-
-    description = "masked sum of the history (the paper's BaseModel; no candidate)"
 
     def __init__(self, dim: int) -> None:
         super().__init__()

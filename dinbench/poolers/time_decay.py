@@ -22,27 +22,17 @@ import math
 import torch
 from torch import nn
 
-from dinbench.options import Option, positive_number
+from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, normalize_scores
 
-AGE_UNITS = ("position", "time")
+from dinbench.poolers.about import AGE_UNITS
 
 
-class TimeDecayPooler(Pooler):
+class TimeDecayPooler(Pooler, about=about.TIME_DECAY):
     """keys [B, L, D], mask [B, L], age [B, L] or None -> pooled [B, D], weights [B, L] (sum to 1, 0 if empty).
 
     Options (defaults in ``options``): half_life 5.0, decay_age 'position', learn_decay False.
     """
-
-    uses_order = True  # with age by position; age by time is order-free
-    description = "recency-weighted mean, weight 2^(-age/half_life) (no candidate)"
-    options = (
-        Option("half_life", 5.0, "half-life (positions, or time units with --decay-age time).", float,
-               check=positive_number),
-        Option("decay_age", "position", "age by 'position' from the most recent, or by 'time' (dataset time unit).",
-               choices=AGE_UNITS),
-        Option("learn_decay", False, "learn the half-life.", bool),
-    )
 
     def __init__(self, dim: int, half_life: float, decay_age: str, learn_decay: bool) -> None:
         super().__init__()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dinbench.errors import DinbenchError
-from dinbench.prepared import contract
+
+if TYPE_CHECKING:  # the prepared-data code needs pandas: imported where a dataset is read or written
+    from dinbench.prepared import contract
 
 EMBEDDED = {"synthetic": "embedded"}  # datasets generated here, offline: name -> kind
 
@@ -33,6 +35,7 @@ def make_synthetic(data_dir: Path, force: bool = False, say: Callable[[str], Non
                    busy: Callable[[str], Any] = nullcontext, **overrides: Any) -> dict[str, Any]:
     """Generate and prepare ``synthetic`` (None overrides = the generator's defaults), unless it is
     already prepared from the same generator settings and ``force`` is off. Returns the manifest."""
+    from dinbench.prepared import contract
     from dinbench.sources.synthetic import SyntheticConfig, generate, source_info
 
     cfg = SyntheticConfig(**{k: v for k, v in overrides.items() if v is not None})
@@ -55,6 +58,8 @@ def load_or_prepare(root: Path, name: str, say: Callable[[str], None] = print,
     """The prepared dataset ``name``; ``synthetic`` is generated first when missing, any other
     missing dataset is a DinbenchError saying how to prepare it. A name that cannot be a dataset
     (``contract.NAME_RULE``: '../x', '.hidden') is refused before any path is built from it."""
+    from dinbench.prepared import contract
+
     if not contract.valid_name(name):
         raise DinbenchError(f"invalid dataset name '{name}': {contract.NAME_RULE}; "
                             "`dinbench datasets` lists the prepared ones")

@@ -1,0 +1,62 @@
+"""What the registry, the command line and ``--help`` know of each pooler: its description, options
+and traits, declared here without torch so that ``dinbench --help`` starts in a fraction of a second.
+
+Each pooler class takes its declaration with ``class DINPooler(Pooler, about=about.DIN)``, which sets
+the class's ``description``, ``options``, ``uses_candidate`` and ``uses_order``; the registry
+(dinbench.poolers) holds the same declaration and imports the class (and torch) only when a pooler
+is built. A pooler written outside dinbench may instead set those four class attributes itself and
+register the class (``Entry(MyPooler)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dinbench.layers import ACTIVATIONS
+from dinbench.options import Option, at_least_one, positive_number, sizes_at_least_one
+
+NORMALIZATIONS = ("none", "softmax")
+AGE_UNITS = ("position", "time")
+
+
+@dataclass(frozen=True)
+class About:
+    description: str
+    options: tuple[Option, ...] = ()  # passed to the class's __init__ by name
+    uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
+    uses_order: bool = False  # the output depends on the order of the history positions
+
+
+NONE = About("no history: zeros (candidate only; the floor showing what history is worth)")
+LAST = About("the most recent behaviour only (no candidate)", uses_order=True)
+SUM = About("masked sum of the history (the paper's BaseModel; no candidate)")
+AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)")
+MAX = About("element-wise max over the history (no candidate)")
+TIME_DECAY = About(
+    "recency-weighted mean, weight 2^(-age/half_life) (no candidate)",
+    options=(
+        Option("half_life", 5.0, "half-life (positions, or time units with --decay-age time).", float,
+               check=positive_number),
+        Option("decay_age", "position", "age by 'position' from the most recent, or by 'time' (dataset time unit).",
+               choices=AGE_UNITS),
+        Option("learn_decay", False, "learn the half-life.", bool),
+    ),
+    uses_order=True,  # with age by position; age by time is order-free
+)
+DOT = About("scaled dot-product target attention q·k/√D (no parameters)", uses_candidate=True)
+BILINEAR = About("bilinear target attention qᵀWk, W learned (starts near the scaled dot product)", uses_candidate=True)
+DIN = About(
+    "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item",
+    options=(
+        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one),
+        Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
+               "or relu.", choices=ACTIVATIONS),
+        Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
+    ),
+    uses_candidate=True,
+)
+MULTIHEAD = About(
+    "multi-head target attention (candidate = query, history = keys/values)",
+    options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one),),
+    uses_candidate=True,
+)
