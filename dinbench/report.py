@@ -25,7 +25,8 @@ from dinbench import poolers
 from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.records import Loaded
-from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
+from dinbench.metrics import gauc_parts
+from dinbench.stats import mean_ci, paired_bootstrap_many, paired_t_pvalue, rank_desc
 from dinbench.tables import md_table, pm
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
@@ -199,16 +200,17 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
 SCOPE = ["dataset", "protocol", "config", "architecture"]
 
 
-def compare(own: pd.DataFrame, other: pd.DataFrame, n_boot: int, cache: dict) -> tuple[float, float, str]:
+def compare(own: pd.DataFrame, other: pd.DataFrame, p_bootstrap: float) -> tuple[float, float, str]:
     """Two-sided p-values of ``own`` against ``other`` (runs of two poolers in one group) and the flag.
 
-    ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users;
-    flag "≈" when every available test gives p >= 0.05, else "better" or "worse", "" when none is available.
+    ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users
+    (computed beforehand, see ``Bootstraps``); flag "≈" when every available test gives p >= 0.05, else
+    "better" or "worse", "" when none is available.
     """
     mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
     common = mine.index.intersection(theirs.index)
     ps = paired_t_pvalue(mine[common].to_numpy(), theirs[common].to_numpy())
-    pb = bootstrap_pvalue(own, other, n_boot, cache)
+    pb = p_bootstrap
     available = [p for p in (ps, pb) if np.isfinite(p)]
     if not available:
         return ps, pb, ""
@@ -222,13 +224,26 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
 
     ``vs_best`` compares each pooler with the top-ranked pooler of its group by the same two tests:
     "≈ best (p …)" when neither separates them at 0.05, so ties at the top are flagged, not hidden.
+    Every bootstrap the table needs is planned first and run together (``Bootstraps``).
     """
     keys = [*SCOPE, "pooler"]
     groups = {k: g for k, g in runs.groupby(keys, sort=True)}
-    ci_low, ci_high, p_seeds, p_boot, flags = [], [], [], [], []
-    cache: dict[str, pd.DataFrame | None] = {}
-    for row in table[keys].itertuples(index=False):
-        key = tuple(row)
+    ranks = pd.Series(0, index=table.index)
+    for _, idx in table.groupby(SCOPE, sort=False).groups.items():
+        ranks[idx] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
+    best_of = {scope: g.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]  # NaN sorts last
+               for scope, g in table.groupby(SCOPE, sort=False)}
+    rows = [(tuple(r), int(k)) for r, k in zip(table[keys].itertuples(index=False), ranks)]
+    boot = Bootstraps(n_boot)
+    for key, rank in rows:
+        base_key, best_key = (*key[:-1], baseline), (*key[:-1], best_of[key[:-1]])
+        if key[-1] != baseline and base_key in groups:
+            boot.plan(groups[key], groups[base_key])
+        if rank != 1 and key != best_key:
+            boot.plan(groups[key], groups[best_key])
+    boot.run()
+    ci_low, ci_high, p_seeds, p_boot, flags, vs_best = [], [], [], [], [], []
+    for key, rank in rows:
         own = groups[key]
         _, _, lo, hi = mean_ci(own["gauc"])
         ci_low.append(lo)
@@ -238,30 +253,22 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
             p_seeds.append(np.nan)
             p_boot.append(np.nan)
             flags.append("baseline" if key[-1] == baseline else "")
-            continue
-        ps, pb, flag = compare(own, groups[base_key], n_boot, cache)
-        p_seeds.append(ps)
-        p_boot.append(pb)
-        flags.append("≈ baseline" if flag == "≈" else flag)
-    table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
-    table["rank"] = 0
-    for _, idx in table.groupby(SCOPE, sort=False).groups.items():
-        table.loc[idx, "rank"] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
-    table["rank"] = table["rank"].astype(int)
-    table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
-    best_of = {scope: g.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]  # NaN sorts last
-               for scope, g in table.groupby(SCOPE, sort=False)}
-    vs_best = []
-    for row in table[[*keys, "rank"]].itertuples(index=False):
-        key = tuple(row)[:-1]
-        best = best_of[key[:-1]]
-        if row.rank == 1 or key[-1] == best:
+        else:
+            ps, pb, flag = compare(own, groups[base_key], boot.p(own, groups[base_key]))
+            p_seeds.append(ps)
+            p_boot.append(pb)
+            flags.append("≈ baseline" if flag == "≈" else flag)
+        best_key = (*key[:-1], best_of[key[:-1]])
+        if rank == 1 or key == best_key:
             vs_best.append("best")
             continue
-        ps, pb, flag = compare(groups[key], groups[(*key[:-1], best)], n_boot, cache)
+        ps, pb, flag = compare(own, groups[best_key], boot.p(own, groups[best_key]))
         finite = [x for x in (ps, pb) if np.isfinite(x)]
         shown = f" (p {_p(min(finite))})" if finite else ""
         vs_best.append({"≈": "≈ best", "": "—"}.get(flag, "below best") + shown)
+    table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
+    table["rank"] = ranks.astype(int)
+    table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
     table["vs_best"] = vs_best
 
 
@@ -276,7 +283,80 @@ def _read_predictions(path, cache: dict) -> pd.DataFrame | None:
     return cache[path]
 
 
-def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: dict) -> float:
+class Bootstraps:
+    """The paired bootstraps over test users of a table (see ``bootstrap_pvalue``), run together.
+
+    ``plan(own, other)`` for every pair first, then ``run()``, then ``p(own, other)``. Each
+    predictions file is read and split into per-user AUCs once, and the pairs over the same test
+    users and seed share one set of resamples (``stats.paired_bootstrap_many``): the p-values are
+    exactly those of bootstrapping each pair on its own, for a fraction of the time.
+    """
+
+    def __init__(self, n_boot: int) -> None:
+        self.n_boot = n_boot
+        self._frames: dict = {}  # path -> predictions (or None)
+        self._parts: dict[str, tuple | None] = {}  # path -> (users, labels, impressions, AUC per user)
+        self._planned: dict[tuple[str, str], tuple[str, str, int] | None] = {}  # run-id pair -> (file, file, seed)
+        self._p: dict[tuple[str, str], float] = {}
+
+    @staticmethod
+    def _pair(own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str]:
+        return ",".join(sorted(own["run_id"])), ",".join(sorted(other["run_id"]))
+
+    def _files(self, own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str, int] | None:
+        """The two predictions files of the lowest seed both have (with that seed), or None."""
+        if "predictions" not in own or "predictions" not in other:
+            return None
+        mine = own.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
+        theirs = other.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
+        for seed in sorted(set(mine["seed"]) & set(theirs["seed"])):
+            a, b = (f.loc[f["seed"] == seed, "predictions"].iloc[0] for f in (mine, theirs))
+            if self._user_parts(a) is None or self._user_parts(b) is None:
+                continue
+            return a, b, int(seed)
+        return None
+
+    def _user_parts(self, path):
+        if path not in self._parts:
+            frame = _read_predictions(path, self._frames)
+            if frame is None:
+                self._parts[path] = None
+            else:
+                users, labels = frame["user"].to_numpy(), frame["label"].to_numpy()
+                _, w, auc_u = gauc_parts(users, labels, frame["score"].to_numpy())
+                self._parts[path] = (users, labels, w, auc_u)
+        return self._parts[path]
+
+    def plan(self, own: pd.DataFrame, other: pd.DataFrame) -> None:
+        pair = self._pair(own, other)
+        if pair not in self._planned:
+            self._planned[pair] = self._files(own, other)
+
+    def run(self) -> None:
+        batches: dict[tuple, list] = {}
+        for pair, files in self._planned.items():
+            if files is None:
+                self._p[pair] = float("nan")
+                continue
+            (ua, ya, w, auc_a), (ub, yb, _, auc_b) = self._user_parts(files[0]), self._user_parts(files[1])
+            if len(ua) != len(ub) or not (np.array_equal(ua, ub) and np.array_equal(ya, yb)):
+                self._p[pair] = float("nan")  # not over the same test samples
+                continue
+            ok = np.isfinite(auc_a) & np.isfinite(auc_b)
+            key = (files[2], hashlib.sha1(np.ascontiguousarray(ua).tobytes() + np.ascontiguousarray(ya).tobytes()
+                                          + ok.tobytes()).hexdigest())
+            batches.setdefault(key, []).append((pair, w[ok], auc_a[ok], auc_b[ok]))
+        for (seed, _), items in batches.items():
+            results = paired_bootstrap_many(items[0][1], [(a, b) for _, _, a, b in items], n_boot=self.n_boot,
+                                            seed=seed)
+            for (pair, *_), (_, p) in zip(items, results):
+                self._p[pair] = p
+
+    def p(self, own: pd.DataFrame, other: pd.DataFrame) -> float:
+        return self._p[self._pair(own, other)]
+
+
+def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int) -> float:
     """Paired bootstrap over test users of GAUC(pooler) - GAUC(baseline), on saved test predictions.
 
     Uses the predictions of ONE seed: the lowest seed for which both the pooler and the baseline
@@ -284,21 +364,10 @@ def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: 
     tables) when no such seed exists (e.g. records written before predictions were saved) or the
     two files are not over the same test samples.
     """
-    if "predictions" not in own or "predictions" not in base:
-        return float("nan")
-    mine = own.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-    theirs = base.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-    for seed in sorted(set(mine["seed"]) & set(theirs["seed"])):
-        a = _read_predictions(mine.loc[mine["seed"] == seed, "predictions"].iloc[0], cache)
-        b = _read_predictions(theirs.loc[theirs["seed"] == seed, "predictions"].iloc[0], cache)
-        if a is None or b is None:
-            continue
-        if len(a) != len(b) or not (np.array_equal(a["user"], b["user"]) and np.array_equal(a["label"], b["label"])):
-            return float("nan")
-        _, p = paired_bootstrap_gauc(a["user"].to_numpy(), a["label"].to_numpy(), a["score"].to_numpy(),
-                                     b["score"].to_numpy(), n_boot=n_boot, seed=int(seed))
-        return p
-    return float("nan")
+    boot = Bootstraps(n_boot)
+    boot.plan(own, base)
+    boot.run()
+    return boot.p(own, base)
 
 
 def _pct(x: float) -> str:
