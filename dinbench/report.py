@@ -137,22 +137,62 @@ def latest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return ordered[~dup].sort_index(), notes
 
 
+def _differing(configs: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted(set().union(*configs.values()))
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+
+
+def _dataset_configs(runs: pd.DataFrame):
+    """(dataset, {config id: comparable config}) for every dataset of ``runs``."""
+    if runs.empty or "config_json" not in runs:
+        return
+    for dataset, group in runs.groupby("dataset", sort=True):
+        yield dataset, {cid: json.loads(text) for cid, text in zip(group["config"], group["config_json"])}
+
+
 def config_differences(runs: pd.DataFrame) -> list[str]:
     """One note per dataset whose runs used more than one configuration, naming the fields that differ."""
     notes = []
-    if runs.empty or "config_json" not in runs:
-        return notes
-    for dataset, group in runs.groupby("dataset", sort=True):
-        configs = {cid: json.loads(text) for cid, text in zip(group["config"], group["config_json"])}
+    for dataset, configs in _dataset_configs(runs):
         if len(configs) < 2:
             continue
-        keys = sorted(set().union(*configs.values()))
-        differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
         notes.append(
             f"dataset '{dataset}' has runs under {len(configs)} configurations ({', '.join(sorted(configs))}) "
-            f"differing in {', '.join(differ)}: they are separate rows, never averaged together"
+            f"differing in {', '.join(_differing(configs))}: they are separate rows, never averaged together"
         )
     return notes
+
+
+# How a config label names a field ("batch 256"); the others by their name with spaces.
+FIELD_NAMES = {"batch_size": "batch", "embedding_dim": "dim", "mlp_hidden": "mlp", "mlp_activation": "activation",
+               "lr_decay_steps": "lr decay every", "l2_minibatch": "l2"}
+# Fields with a label column of their own in every table.
+OWN_COLUMNS = ("dataset", "protocol")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_shown(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_shown(v)}" for k, v in sorted(value.items()))
+    return "—" if value is None else str(value)
+
+
+def config_labels(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(dataset, config id) -> the fields in which the config differs from the other configs of its
+    dataset, with its values: "batch 256", "optimizer adam, lr 0.01"; "" where the dataset has one
+    config (or its configs differ only in protocol, a column of its own)."""
+    labels = {}
+    for dataset, configs in _dataset_configs(runs):
+        differ = [k for k in _differing(configs) if k not in OWN_COLUMNS] if len(configs) > 1 else []
+        for cid, cfg in configs.items():
+            labels[(dataset, cid)] = ", ".join(f"{FIELD_NAMES.get(k, k.replace('_', ' '))} {_shown(cfg.get(k))}"
+                                               for k in differ)
+    return labels
 
 
 def relaimpr(value: float, base: float) -> float:
@@ -192,6 +232,8 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
     table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
     add_statistics(table, runs, baseline, n_boot=n_boot)
+    labels = config_labels(runs)
+    table["config_label"] = [labels.get((d, c), "") for d, c in zip(table["dataset"], table["config"])]
     return table.sort_values(
         ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, True, False]
     )
@@ -298,22 +340,31 @@ class Bootstraps:
         self._parts: dict[str, tuple | None] = {}  # path -> (users, labels, impressions, AUC per user)
         self._planned: dict[tuple[str, str], tuple[str, str, int] | None] = {}  # run-id pair -> (file, file, seed)
         self._p: dict[tuple[str, str], float] = {}
+        self._seeds: dict[str, dict[int, str]] = {}  # runs key -> seed -> predictions file
 
-    @staticmethod
-    def _pair(own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str]:
-        return ",".join(sorted(own["run_id"])), ",".join(sorted(other["run_id"]))
+    def _key(self, runs: pd.DataFrame) -> str:
+        """A name for the runs of one pooler, and (once) the predictions file of each of its seeds:
+        the first run id's, per seed."""
+        key = ",".join(sorted(runs["run_id"]))
+        if key not in self._seeds:
+            files: dict[int, str] = {}
+            if "predictions" in runs:
+                for seed, _, path in sorted(zip(runs["seed"], runs["run_id"], runs["predictions"])):
+                    if isinstance(path, str):
+                        files.setdefault(int(seed), path)
+            self._seeds[key] = files
+        return key
 
-    def _files(self, own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str, int] | None:
+    def _pair(self, own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str]:
+        return self._key(own), self._key(other)
+
+    def _files(self, pair: tuple[str, str]) -> tuple[str, str, int] | None:
         """The two predictions files of the lowest seed both have (with that seed), or None."""
-        if "predictions" not in own or "predictions" not in other:
-            return None
-        mine = own.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-        theirs = other.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-        for seed in sorted(set(mine["seed"]) & set(theirs["seed"])):
-            a, b = (f.loc[f["seed"] == seed, "predictions"].iloc[0] for f in (mine, theirs))
-            if self._user_parts(a) is None or self._user_parts(b) is None:
+        mine, theirs = self._seeds[pair[0]], self._seeds[pair[1]]
+        for seed in sorted(set(mine) & set(theirs)):
+            if self._user_parts(mine[seed]) is None or self._user_parts(theirs[seed]) is None:
                 continue
-            return a, b, int(seed)
+            return mine[seed], theirs[seed], seed
         return None
 
     def _user_parts(self, path):
@@ -330,7 +381,7 @@ class Bootstraps:
     def plan(self, own: pd.DataFrame, other: pd.DataFrame) -> None:
         pair = self._pair(own, other)
         if pair not in self._planned:
-            self._planned[pair] = self._files(own, other)
+            self._planned[pair] = self._files(pair)
 
     def run(self) -> None:
         batches: dict[tuple, list] = {}
@@ -389,12 +440,21 @@ STAT_HEADERS = ("95% CI (GAUC)", "rank", "p (seeds)", "p (bootstrap)", "vs basel
 
 LABEL_COLUMNS = ("dataset", "protocol", "config", "architecture", "pooler")
 
+P_COLUMNS = ("p_seeds", "p_bootstrap")
+
+
+def _config_cell(r) -> str:
+    """The config column of the wide table: the differing fields (``config_label``), else the id."""
+    label = r.get("config_label", "")
+    return label if isinstance(label, str) and label else str(r["config"])
+
 
 def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[str, str]]:
-    """Header and formatted rows for human-readable tables.
+    """Header and formatted rows of the wide table (``report --wide``, markdown, LaTeX): every column.
 
     Label columns other than dataset and pooler that hold one value for every row are left out
-    and returned as ``constants`` (shown once, under the table), which keeps tables narrow.
+    and returned as ``constants`` (shown once, under the table), which keeps tables narrow. The
+    config column names the fields the configurations differ in (``config_labels``), not their ids.
     """
     labels = [c for c in LABEL_COLUMNS if c in ("dataset", "pooler") or table[c].nunique() > 1]
     constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
@@ -403,7 +463,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
     rows = []
     for _, r in table.iterrows():
         rows.append([
-            *(str(r[c]) for c in labels),
+            *(_config_cell(r) if c == "config" else str(r[c]) for c in labels),
             str(int(r["seeds"])),
             pm(r["auc_mean"], r["auc_std"], missing=None), pm(r["gauc_mean"], r["gauc_std"], missing=None),
             _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
@@ -412,6 +472,67 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
         ])
     return header, rows, constants
+
+
+COMPACT_HEADERS = ("pooler", "seeds", "test GAUC", "95% CI", "RelaImpr", "p", "vs best")
+
+
+def _smaller_p(r) -> float:
+    finite = [p for p in (r.get("p_seeds", np.nan), r.get("p_bootstrap", np.nan)) if np.isfinite(p)]
+    return min(finite) if finite else float("nan")
+
+
+def _verdict(vs_best) -> str:
+    """The compact table's "vs best": best, ≈ best (no test separates it from the top pooler at
+    0.05), below; its p-value is in the wide table."""
+    text = str(vs_best or "")
+    return next((v for v in ("best", "≈ best", "below best") if text.startswith(v)), "—").replace("below best", "below")
+
+
+def compact_rows(table: pd.DataFrame) -> list[tuple[str, list[list[str]], list[int]]]:
+    """The default terminal table, per dataset: ``(dataset, rows, group_ends)``.
+
+    Rows hold the cells of ``COMPACT_HEADERS``: the pooler (with the configuration fields, protocol
+    and architecture that tell its row apart from the others of its dataset), seeds, test GAUC mean
+    ± std, its 95% CI, RelaImpr on GAUC, the smaller p of the two tests against the baseline, and
+    the verdict against the best pooler of its group. ``group_ends``: the indices of the rows that
+    end a comparable group (rank and "vs best" start again after them).
+    """
+    out = []
+    for dataset, part in table.groupby("dataset", sort=False):
+        varies = {c: part[c].nunique() > 1 for c in ("protocol", "config", "architecture")}
+        rows, ends, previous = [], [], None
+        for i, (_, r) in enumerate(part.iterrows()):
+            about = [f"protocol {r['protocol']}" if varies["protocol"] else "",
+                     (r.get("config_label") or str(r["config"])) if varies["config"] else "",
+                     str(r["architecture"]) if varies["architecture"] else ""]
+            about = [a for a in about if a]
+            group = tuple(r[c] for c in SCOPE)
+            if previous is not None and group != previous:
+                ends.append(i - 1)
+            previous = group
+            rows.append([
+                str(r["pooler"]) + (f" ({', '.join(about)})" if about else ""),
+                str(int(r["seeds"])),
+                pm(r["gauc_mean"], r["gauc_std"], missing=None),
+                _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)),
+                _pct(r["relaimpr_gauc"]),
+                _p(_smaller_p(r)),
+                _verdict(r.get("vs_best", "")),
+            ])
+        out.append((str(dataset), rows, ends))
+    return out
+
+
+def describe_compact(table: pd.DataFrame, baseline: str) -> str:
+    """The caption of the compact table: what its columns mean, and the settings every row shares."""
+    constants = display_rows(table)[2] if not table.empty else {}
+    parts = [f"{k} {v}" for k, v in constants.items() if k not in ("config", "dataset")]
+    return ("; ".join(["test GAUC: mean ± std over seeds, 95% Student-t CI", f"RelaImpr and p vs {baseline}",
+                      "p: the smaller of a paired t-test over seeds and a paired bootstrap over test users",
+                      "vs best: ≈ best where neither test separates it from the top pooler at p < 0.05",
+                      "p-values not corrected for multiple comparisons", *parts])
+            + ". Every column (AUC, rank, each p-value, best epoch, speed): dinbench report --wide")
 
 
 def describe_constants(constants: dict[str, str], baseline: str) -> str:
@@ -423,11 +544,32 @@ def describe_constants(constants: dict[str, str], baseline: str) -> str:
                       *parts])
 
 
+def _p_number(p: float) -> str:
+    """A p-value for CSV: the number in full (shortest exact decimal, never rounded to 0.000000), '' if none."""
+    return np.format_float_positional(float(p), trim="-") if np.isfinite(p) else ""
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_MATH = {"<": r"$<$", ">": r"$>$", "±": r"$\pm$", "≈": r"$\approx$"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` for a LaTeX table cell under any font encoding: special characters escaped, and
+    <, >, ±, ≈ as math (in text mode pdflatex's default OT1 encoding prints '<' as '¡')."""
+    return "".join(LATEX_MATH.get(ch) or LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
 def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
-    """Text of the table in ``fmt`` (markdown, csv, latex, json). ``table`` = rich, done by the CLI."""
+    """Text of the table in ``fmt`` (markdown, csv, latex, json): every column. ``table`` (the
+    terminal's) is drawn by dinbench.ui from ``compact_rows`` or ``display_rows``."""
     if fmt == "csv":
+        out = table.copy()
+        for c in P_COLUMNS:
+            if c in out:
+                out[c] = [_p_number(p) for p in out[c]]
         buf = io.StringIO()
-        table.to_csv(buf, index=False, float_format="%.6f")
+        out.to_csv(buf, index=False, float_format="%.6f")
         return buf.getvalue()
     if fmt == "json":
         return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
@@ -435,11 +577,10 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
     if fmt == "markdown":
         return md_table(header, rows) + "\n\n" + describe_constants(constants, baseline) + ".\n"
     if fmt == "latex":
-        esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("≈", r"$\approx$")  # noqa: E731
         n_labels = sum(1 for h in header if h in LABEL_COLUMNS)
         lines = [r"\begin{tabular}{" + "l" * n_labels + "r" * (len(header) - n_labels) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+                 " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown format {fmt!r}")
