@@ -190,3 +190,12 @@ def test_stale_lines_name_the_results_folder_when_it_is_not_the_default(tmp_path
     (line,) = ui.stale_lines(stale, tmp_path)
     assert f"dinbench report --discard-stale --results-dir {tmp_path}" in line
     assert isinstance(stale[0], Loaded)
+
+
+def test_sweep_names_the_stale_runs_of_its_results_folder(tmp_path):
+    _record(tmp_path, "done")
+    _record(tmp_path, "killed", status="running", host=socket.gethostname(), pid=_dead_pid())
+    err = Console(width=300, file=io.StringIO(), force_terminal=False, color_system=None)
+    ui.warn_stale(err, tmp_path)  # what `dinbench sweep` calls before it starts
+    lines = err.file.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: stale run killed")
