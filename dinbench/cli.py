@@ -223,6 +223,7 @@ def sweep(
         if executor == "ray":
             shipped[name] = prepared  # Ray tasks get the data through the object store: no shared disk needed
     todo = sweep_mod.split_done(configs, fingerprints, out, skip_existing, resumable=executor == "local")
+    ui.warn_stale(err_console, out)
     ui.print_sweep_plan(console, exp, planned, todo, plan, out, len(fingerprints))
     failures = ui.run_sweep(console, sweep_mod, plan, todo, root, out, shipped, len(fingerprints) > 1)
     if failures:
@@ -272,9 +273,11 @@ def report(
         help="A file ending in .md/.csv/.tex/.json/.txt: write the table there. Any other path: a report "
              "directory with report.md, the table in every format and every plot."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write every plot (PNG and SVG) into this directory."),
+    wide: bool = typer.Option(False, "--wide", help="The terminal table with every column (test AUC, rank, both p-values, vs baseline, best epoch, train rows/s); files always have every column."),
     paper: bool = typer.Option(False, "--paper", help="Add the DIN paper's and BARS' published numbers for the same dataset, with the protocol differences."),
     dataset: Optional[str] = typer.Option(None, help="Only this dataset (comma-separated list allowed)."),
     pooler: Optional[str] = typer.Option(None, help="Only these poolers (comma-separated; name or name:variant)."),
+    discard_stale: bool = typer.Option(False, "--discard-stale", help="Delete the folders of stale runs (records left 'running' by a process on this machine that no longer exists: killed, or the machine died) before reporting."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
@@ -286,20 +289,20 @@ def report(
     if fmt not in FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     baseline = poolers.canonical(baseline)
-    out = paths.results_folder(results_dir, write=False)
+    out = paths.results_folder(results_dir, write=discard_stale)
     report_dir = output is not None and output.suffix.lower() not in publish.TABLE_SUFFIXES
     if output is not None:  # refused before any work; a missing parent folder is not made silently
         (paths.check_output_folder if report_dir else paths.check_output_file)(output, "--output")
     if plots is not None:
         paths.check_output_folder(plots, "--plots")
-    loaded, runs, table = ui.tabulate(err_console, out, baseline, dataset, pooler)
+    loaded, runs, table = ui.tabulate(err_console, out, baseline, dataset, pooler, console, discard_stale)
     if report_dir or plots is not None:
         ui.write_report_files(console, err_console, loaded, runs, table, baseline, paper, output if report_dir else None, plots,
                             paths.data_dir(data_dir), out)
     if report_dir:
         return
     if fmt == "table" and output is None:
-        ui.print_table(console, table, f"dinbench report ({len(runs)} runs in {out}/)", baseline)
+        ui.print_table(console, table, f"dinbench report ({len(runs)} runs in {out}/)", baseline, wide=wide)
         if paper:
             ui.print_paper(console, table)
         return

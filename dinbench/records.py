@@ -2,6 +2,11 @@
 
 A run directory is claimed with an exclusive ``mkdir``, so two runs never share one, even when
 started at the same moment in different processes.
+
+Every record names the machine (``host``) and process (``pid``) that wrote it. A run's record says
+``running`` from its start until it completes, fails or is interrupted; a run killed outright
+(SIGKILL, out of memory, a machine that died) stays ``running`` for ever. ``stale_runs`` finds
+those: ``running`` records written on this machine by a process that no longer exists.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import platform
 import secrets
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -93,6 +99,8 @@ def environment() -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cpu_count": os.cpu_count(),
         "torch_threads": _torch_threads(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
 
 
@@ -119,3 +127,32 @@ def load_records(results_dir: Path) -> tuple[list[Loaded], list[str]]:
             continue
         loaded.append(Loaded(path, record))
     return loaded, warnings
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts as existing)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - e.g. a platform without signal 0: assume it runs
+        return True
+    return True
+
+
+def stale_runs(loaded: list[Loaded], host: str | None = None) -> list[Loaded]:
+    """The ``running`` records whose process is gone: written on ``host`` (default: this machine)
+    by a pid that no longer exists. Records from another machine cannot be checked and are left
+    out; so are records written before records named their process (no ``pid``)."""
+    host = socket.gethostname() if host is None else host
+    out = []
+    for item in loaded:
+        r = item.record
+        pid = r.get("pid")
+        if r.get("status") == "running" and r.get("host") == host and isinstance(pid, int) and not process_alive(pid):
+            out.append(item)
+    return out

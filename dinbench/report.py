@@ -26,7 +26,8 @@ from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.formats import FORMATS  # noqa: F401  (defined without pandas: --help lists them)
 from dinbench.records import Loaded
-from dinbench.stats import mean_ci, paired_bootstrap_gauc, paired_t_pvalue, rank_desc
+from dinbench.metrics import gauc_parts
+from dinbench.stats import mean_ci, paired_bootstrap_many, paired_t_pvalue, rank_desc
 from dinbench.tables import md_table, pm
 
 
@@ -135,22 +136,62 @@ def latest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return ordered[~dup].sort_index(), notes
 
 
+def _differing(configs: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted(set().union(*configs.values()))
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+
+
+def _dataset_configs(runs: pd.DataFrame):
+    """(dataset, {config id: comparable config}) for every dataset of ``runs``."""
+    if runs.empty or "config_json" not in runs:
+        return
+    for dataset, group in runs.groupby("dataset", sort=True):
+        yield dataset, {cid: json.loads(text) for cid, text in zip(group["config"], group["config_json"])}
+
+
 def config_differences(runs: pd.DataFrame) -> list[str]:
     """One note per dataset whose runs used more than one configuration, naming the fields that differ."""
     notes = []
-    if runs.empty or "config_json" not in runs:
-        return notes
-    for dataset, group in runs.groupby("dataset", sort=True):
-        configs = {cid: json.loads(text) for cid, text in zip(group["config"], group["config_json"])}
+    for dataset, configs in _dataset_configs(runs):
         if len(configs) < 2:
             continue
-        keys = sorted(set().union(*configs.values()))
-        differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
         notes.append(
             f"dataset '{dataset}' has runs under {len(configs)} configurations ({', '.join(sorted(configs))}) "
-            f"differing in {', '.join(differ)}: they are separate rows, never averaged together"
+            f"differing in {', '.join(_differing(configs))}: they are separate rows, never averaged together"
         )
     return notes
+
+
+# How a config label names a field ("batch 256"); the others by their name with spaces.
+FIELD_NAMES = {"batch_size": "batch", "embedding_dim": "dim", "mlp_hidden": "mlp", "mlp_activation": "activation",
+               "lr_decay_steps": "lr decay every", "l2_minibatch": "l2"}
+# Fields with a label column of their own in every table.
+OWN_COLUMNS = ("dataset", "protocol")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_shown(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_shown(v)}" for k, v in sorted(value.items()))
+    return "—" if value is None else str(value)
+
+
+def config_labels(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(dataset, config id) -> the fields in which the config differs from the other configs of its
+    dataset, with its values: "batch 256", "optimizer adam, lr 0.01"; "" where the dataset has one
+    config (or its configs differ only in protocol, a column of its own)."""
+    labels = {}
+    for dataset, configs in _dataset_configs(runs):
+        differ = [k for k in _differing(configs) if k not in OWN_COLUMNS] if len(configs) > 1 else []
+        for cid, cfg in configs.items():
+            labels[(dataset, cid)] = ", ".join(f"{FIELD_NAMES.get(k, k.replace('_', ' '))} {_shown(cfg.get(k))}"
+                                               for k in differ)
+    return labels
 
 
 def relaimpr(value: float, base: float) -> float:
@@ -190,6 +231,8 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
     table["relaimpr_auc"] = [relaimpr(v, b) for v, b in zip(table["auc_mean"], auc_base)]
     add_statistics(table, runs, baseline, n_boot=n_boot)
+    labels = config_labels(runs)
+    table["config_label"] = [labels.get((d, c), "") for d, c in zip(table["dataset"], table["config"])]
     return table.sort_values(
         ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, True, False]
     )
@@ -198,16 +241,17 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
 SCOPE = ["dataset", "protocol", "config", "architecture"]
 
 
-def compare(own: pd.DataFrame, other: pd.DataFrame, n_boot: int, cache: dict) -> tuple[float, float, str]:
+def compare(own: pd.DataFrame, other: pd.DataFrame, p_bootstrap: float) -> tuple[float, float, str]:
     """Two-sided p-values of ``own`` against ``other`` (runs of two poolers in one group) and the flag.
 
-    ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users;
-    flag "≈" when every available test gives p >= 0.05, else "better" or "worse", "" when none is available.
+    ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users
+    (computed beforehand, see ``Bootstraps``); flag "≈" when every available test gives p >= 0.05, else
+    "better" or "worse", "" when none is available.
     """
     mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
     common = mine.index.intersection(theirs.index)
     ps = paired_t_pvalue(mine[common].to_numpy(), theirs[common].to_numpy())
-    pb = bootstrap_pvalue(own, other, n_boot, cache)
+    pb = p_bootstrap
     available = [p for p in (ps, pb) if np.isfinite(p)]
     if not available:
         return ps, pb, ""
@@ -221,13 +265,26 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
 
     ``vs_best`` compares each pooler with the top-ranked pooler of its group by the same two tests:
     "≈ best (p …)" when neither separates them at 0.05, so ties at the top are flagged, not hidden.
+    Every bootstrap the table needs is planned first and run together (``Bootstraps``).
     """
     keys = [*SCOPE, "pooler"]
     groups = {k: g for k, g in runs.groupby(keys, sort=True)}
-    ci_low, ci_high, p_seeds, p_boot, flags = [], [], [], [], []
-    cache: dict[str, pd.DataFrame | None] = {}
-    for row in table[keys].itertuples(index=False):
-        key = tuple(row)
+    ranks = pd.Series(0, index=table.index)
+    for _, idx in table.groupby(SCOPE, sort=False).groups.items():
+        ranks[idx] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
+    best_of = {scope: g.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]  # NaN sorts last
+               for scope, g in table.groupby(SCOPE, sort=False)}
+    rows = [(tuple(r), int(k)) for r, k in zip(table[keys].itertuples(index=False), ranks)]
+    boot = Bootstraps(n_boot)
+    for key, rank in rows:
+        base_key, best_key = (*key[:-1], baseline), (*key[:-1], best_of[key[:-1]])
+        if key[-1] != baseline and base_key in groups:
+            boot.plan(groups[key], groups[base_key])
+        if rank != 1 and key != best_key:
+            boot.plan(groups[key], groups[best_key])
+    boot.run()
+    ci_low, ci_high, p_seeds, p_boot, flags, vs_best = [], [], [], [], [], []
+    for key, rank in rows:
         own = groups[key]
         _, _, lo, hi = mean_ci(own["gauc"])
         ci_low.append(lo)
@@ -237,30 +294,22 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
             p_seeds.append(np.nan)
             p_boot.append(np.nan)
             flags.append("baseline" if key[-1] == baseline else "")
-            continue
-        ps, pb, flag = compare(own, groups[base_key], n_boot, cache)
-        p_seeds.append(ps)
-        p_boot.append(pb)
-        flags.append("≈ baseline" if flag == "≈" else flag)
-    table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
-    table["rank"] = 0
-    for _, idx in table.groupby(SCOPE, sort=False).groups.items():
-        table.loc[idx, "rank"] = rank_desc(table.loc[idx, "gauc_mean"].to_numpy())
-    table["rank"] = table["rank"].astype(int)
-    table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
-    best_of = {scope: g.sort_values("gauc_mean", ascending=False)["pooler"].iloc[0]  # NaN sorts last
-               for scope, g in table.groupby(SCOPE, sort=False)}
-    vs_best = []
-    for row in table[[*keys, "rank"]].itertuples(index=False):
-        key = tuple(row)[:-1]
-        best = best_of[key[:-1]]
-        if row.rank == 1 or key[-1] == best:
+        else:
+            ps, pb, flag = compare(own, groups[base_key], boot.p(own, groups[base_key]))
+            p_seeds.append(ps)
+            p_boot.append(pb)
+            flags.append("≈ baseline" if flag == "≈" else flag)
+        best_key = (*key[:-1], best_of[key[:-1]])
+        if rank == 1 or key == best_key:
             vs_best.append("best")
             continue
-        ps, pb, flag = compare(groups[key], groups[(*key[:-1], best)], n_boot, cache)
+        ps, pb, flag = compare(own, groups[best_key], boot.p(own, groups[best_key]))
         finite = [x for x in (ps, pb) if np.isfinite(x)]
         shown = f" (p {_p(min(finite))})" if finite else ""
         vs_best.append({"≈": "≈ best", "": "—"}.get(flag, "below best") + shown)
+    table["gauc_ci_low"], table["gauc_ci_high"] = ci_low, ci_high
+    table["rank"] = ranks.astype(int)
+    table["p_seeds"], table["p_bootstrap"], table["vs_baseline"] = p_seeds, p_boot, flags
     table["vs_best"] = vs_best
 
 
@@ -275,7 +324,89 @@ def _read_predictions(path, cache: dict) -> pd.DataFrame | None:
     return cache[path]
 
 
-def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: dict) -> float:
+class Bootstraps:
+    """The paired bootstraps over test users of a table (see ``bootstrap_pvalue``), run together.
+
+    ``plan(own, other)`` for every pair first, then ``run()``, then ``p(own, other)``. Each
+    predictions file is read and split into per-user AUCs once, and the pairs over the same test
+    users and seed share one set of resamples (``stats.paired_bootstrap_many``): the p-values are
+    exactly those of bootstrapping each pair on its own, for a fraction of the time.
+    """
+
+    def __init__(self, n_boot: int) -> None:
+        self.n_boot = n_boot
+        self._frames: dict = {}  # path -> predictions (or None)
+        self._parts: dict[str, tuple | None] = {}  # path -> (users, labels, impressions, AUC per user)
+        self._planned: dict[tuple[str, str], tuple[str, str, int] | None] = {}  # run-id pair -> (file, file, seed)
+        self._p: dict[tuple[str, str], float] = {}
+        self._seeds: dict[str, dict[int, str]] = {}  # runs key -> seed -> predictions file
+
+    def _key(self, runs: pd.DataFrame) -> str:
+        """A name for the runs of one pooler, and (once) the predictions file of each of its seeds:
+        the first run id's, per seed."""
+        key = ",".join(sorted(runs["run_id"]))
+        if key not in self._seeds:
+            files: dict[int, str] = {}
+            if "predictions" in runs:
+                for seed, _, path in sorted(zip(runs["seed"], runs["run_id"], runs["predictions"])):
+                    if isinstance(path, str):
+                        files.setdefault(int(seed), path)
+            self._seeds[key] = files
+        return key
+
+    def _pair(self, own: pd.DataFrame, other: pd.DataFrame) -> tuple[str, str]:
+        return self._key(own), self._key(other)
+
+    def _files(self, pair: tuple[str, str]) -> tuple[str, str, int] | None:
+        """The two predictions files of the lowest seed both have (with that seed), or None."""
+        mine, theirs = self._seeds[pair[0]], self._seeds[pair[1]]
+        for seed in sorted(set(mine) & set(theirs)):
+            if self._user_parts(mine[seed]) is None or self._user_parts(theirs[seed]) is None:
+                continue
+            return mine[seed], theirs[seed], seed
+        return None
+
+    def _user_parts(self, path):
+        if path not in self._parts:
+            frame = _read_predictions(path, self._frames)
+            if frame is None:
+                self._parts[path] = None
+            else:
+                users, labels = frame["user"].to_numpy(), frame["label"].to_numpy()
+                _, w, auc_u = gauc_parts(users, labels, frame["score"].to_numpy())
+                self._parts[path] = (users, labels, w, auc_u)
+        return self._parts[path]
+
+    def plan(self, own: pd.DataFrame, other: pd.DataFrame) -> None:
+        pair = self._pair(own, other)
+        if pair not in self._planned:
+            self._planned[pair] = self._files(pair)
+
+    def run(self) -> None:
+        batches: dict[tuple, list] = {}
+        for pair, files in self._planned.items():
+            if files is None:
+                self._p[pair] = float("nan")
+                continue
+            (ua, ya, w, auc_a), (ub, yb, _, auc_b) = self._user_parts(files[0]), self._user_parts(files[1])
+            if len(ua) != len(ub) or not (np.array_equal(ua, ub) and np.array_equal(ya, yb)):
+                self._p[pair] = float("nan")  # not over the same test samples
+                continue
+            ok = np.isfinite(auc_a) & np.isfinite(auc_b)
+            key = (files[2], hashlib.sha1(np.ascontiguousarray(ua).tobytes() + np.ascontiguousarray(ya).tobytes()
+                                          + ok.tobytes()).hexdigest())
+            batches.setdefault(key, []).append((pair, w[ok], auc_a[ok], auc_b[ok]))
+        for (seed, _), items in batches.items():
+            results = paired_bootstrap_many(items[0][1], [(a, b) for _, _, a, b in items], n_boot=self.n_boot,
+                                            seed=seed)
+            for (pair, *_), (_, p) in zip(items, results):
+                self._p[pair] = p
+
+    def p(self, own: pd.DataFrame, other: pd.DataFrame) -> float:
+        return self._p[self._pair(own, other)]
+
+
+def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int) -> float:
     """Paired bootstrap over test users of GAUC(pooler) - GAUC(baseline), on saved test predictions.
 
     Uses the predictions of ONE seed: the lowest seed for which both the pooler and the baseline
@@ -283,21 +414,10 @@ def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int, cache: 
     tables) when no such seed exists (e.g. records written before predictions were saved) or the
     two files are not over the same test samples.
     """
-    if "predictions" not in own or "predictions" not in base:
-        return float("nan")
-    mine = own.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-    theirs = base.dropna(subset=["predictions"]).sort_values(["seed", "run_id"]).drop_duplicates("seed")
-    for seed in sorted(set(mine["seed"]) & set(theirs["seed"])):
-        a = _read_predictions(mine.loc[mine["seed"] == seed, "predictions"].iloc[0], cache)
-        b = _read_predictions(theirs.loc[theirs["seed"] == seed, "predictions"].iloc[0], cache)
-        if a is None or b is None:
-            continue
-        if len(a) != len(b) or not (np.array_equal(a["user"], b["user"]) and np.array_equal(a["label"], b["label"])):
-            return float("nan")
-        _, p = paired_bootstrap_gauc(a["user"].to_numpy(), a["label"].to_numpy(), a["score"].to_numpy(),
-                                     b["score"].to_numpy(), n_boot=n_boot, seed=int(seed))
-        return p
-    return float("nan")
+    boot = Bootstraps(n_boot)
+    boot.plan(own, base)
+    boot.run()
+    return boot.p(own, base)
 
 
 def _pct(x: float) -> str:
@@ -319,12 +439,21 @@ STAT_HEADERS = ("95% CI (GAUC)", "rank", "p (seeds)", "p (bootstrap)", "vs basel
 
 LABEL_COLUMNS = ("dataset", "protocol", "config", "architecture", "pooler")
 
+P_COLUMNS = ("p_seeds", "p_bootstrap")
+
+
+def _config_cell(r) -> str:
+    """The config column of the wide table: the differing fields (``config_label``), else the id."""
+    label = r.get("config_label", "")
+    return label if isinstance(label, str) and label else str(r["config"])
+
 
 def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[str, str]]:
-    """Header and formatted rows for human-readable tables.
+    """Header and formatted rows of the wide table (``report --wide``, markdown, LaTeX): every column.
 
     Label columns other than dataset and pooler that hold one value for every row are left out
-    and returned as ``constants`` (shown once, under the table), which keeps tables narrow.
+    and returned as ``constants`` (shown once, under the table), which keeps tables narrow. The
+    config column names the fields the configurations differ in (``config_labels``), not their ids.
     """
     labels = [c for c in LABEL_COLUMNS if c in ("dataset", "pooler") or table[c].nunique() > 1]
     constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
@@ -333,7 +462,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
     rows = []
     for _, r in table.iterrows():
         rows.append([
-            *(str(r[c]) for c in labels),
+            *(_config_cell(r) if c == "config" else str(r[c]) for c in labels),
             str(int(r["seeds"])),
             pm(r["auc_mean"], r["auc_std"], missing=None), pm(r["gauc_mean"], r["gauc_std"], missing=None),
             _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
@@ -342,6 +471,67 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
         ])
     return header, rows, constants
+
+
+COMPACT_HEADERS = ("pooler", "seeds", "test GAUC", "95% CI", "RelaImpr", "p", "vs best")
+
+
+def _smaller_p(r) -> float:
+    finite = [p for p in (r.get("p_seeds", np.nan), r.get("p_bootstrap", np.nan)) if np.isfinite(p)]
+    return min(finite) if finite else float("nan")
+
+
+def _verdict(vs_best) -> str:
+    """The compact table's "vs best": best, ≈ best (no test separates it from the top pooler at
+    0.05), below; its p-value is in the wide table."""
+    text = str(vs_best or "")
+    return next((v for v in ("best", "≈ best", "below best") if text.startswith(v)), "—").replace("below best", "below")
+
+
+def compact_rows(table: pd.DataFrame) -> list[tuple[str, list[list[str]], list[int]]]:
+    """The default terminal table, per dataset: ``(dataset, rows, group_ends)``.
+
+    Rows hold the cells of ``COMPACT_HEADERS``: the pooler (with the configuration fields, protocol
+    and architecture that tell its row apart from the others of its dataset), seeds, test GAUC mean
+    ± std, its 95% CI, RelaImpr on GAUC, the smaller p of the two tests against the baseline, and
+    the verdict against the best pooler of its group. ``group_ends``: the indices of the rows that
+    end a comparable group (rank and "vs best" start again after them).
+    """
+    out = []
+    for dataset, part in table.groupby("dataset", sort=False):
+        varies = {c: part[c].nunique() > 1 for c in ("protocol", "config", "architecture")}
+        rows, ends, previous = [], [], None
+        for i, (_, r) in enumerate(part.iterrows()):
+            about = [f"protocol {r['protocol']}" if varies["protocol"] else "",
+                     (r.get("config_label") or str(r["config"])) if varies["config"] else "",
+                     str(r["architecture"]) if varies["architecture"] else ""]
+            about = [a for a in about if a]
+            group = tuple(r[c] for c in SCOPE)
+            if previous is not None and group != previous:
+                ends.append(i - 1)
+            previous = group
+            rows.append([
+                str(r["pooler"]) + (f" ({', '.join(about)})" if about else ""),
+                str(int(r["seeds"])),
+                pm(r["gauc_mean"], r["gauc_std"], missing=None),
+                _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)),
+                _pct(r["relaimpr_gauc"]),
+                _p(_smaller_p(r)),
+                _verdict(r.get("vs_best", "")),
+            ])
+        out.append((str(dataset), rows, ends))
+    return out
+
+
+def describe_compact(table: pd.DataFrame, baseline: str) -> str:
+    """The caption of the compact table: what its columns mean, and the settings every row shares."""
+    constants = display_rows(table)[2] if not table.empty else {}
+    parts = [f"{k} {v}" for k, v in constants.items() if k not in ("config", "dataset")]
+    return ("; ".join(["test GAUC: mean ± std over seeds, 95% Student-t CI", f"RelaImpr and p vs {baseline}",
+                      "p: the smaller of a paired t-test over seeds and a paired bootstrap over test users",
+                      "vs best: ≈ best where neither test separates it from the top pooler at p < 0.05",
+                      "p-values not corrected for multiple comparisons", *parts])
+            + ". Every column (AUC, rank, each p-value, best epoch, speed): dinbench report --wide")
 
 
 def describe_constants(constants: dict[str, str], baseline: str) -> str:
@@ -353,11 +543,32 @@ def describe_constants(constants: dict[str, str], baseline: str) -> str:
                       *parts])
 
 
+def _p_number(p: float) -> str:
+    """A p-value for CSV: the number in full (shortest exact decimal, never rounded to 0.000000), '' if none."""
+    return np.format_float_positional(float(p), trim="-") if np.isfinite(p) else ""
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_MATH = {"<": r"$<$", ">": r"$>$", "±": r"$\pm$", "≈": r"$\approx$"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` for a LaTeX table cell under any font encoding: special characters escaped, and
+    <, >, ±, ≈ as math (in text mode pdflatex's default OT1 encoding prints '<' as '¡')."""
+    return "".join(LATEX_MATH.get(ch) or LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
 def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
-    """Text of the table in ``fmt`` (markdown, csv, latex, json). ``table`` = rich, done by the CLI."""
+    """Text of the table in ``fmt`` (markdown, csv, latex, json): every column. ``table`` (the
+    terminal's) is drawn by dinbench.ui from ``compact_rows`` or ``display_rows``."""
     if fmt == "csv":
+        out = table.copy()
+        for c in P_COLUMNS:
+            if c in out:
+                out[c] = [_p_number(p) for p in out[c]]
         buf = io.StringIO()
-        table.to_csv(buf, index=False, float_format="%.6f")
+        out.to_csv(buf, index=False, float_format="%.6f")
         return buf.getvalue()
     if fmt == "json":
         return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
@@ -365,11 +576,10 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
     if fmt == "markdown":
         return md_table(header, rows) + "\n\n" + describe_constants(constants, baseline) + ".\n"
     if fmt == "latex":
-        esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("≈", r"$\approx$")  # noqa: E731
         n_labels = sum(1 for h in header if h in LABEL_COLUMNS)
         lines = [r"\begin{tabular}{" + "l" * n_labels + "r" * (len(header) - n_labels) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+                 " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown format {fmt!r}")

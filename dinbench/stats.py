@@ -135,25 +135,41 @@ def paired_bootstrap_gauc(
     if not np.array_equal(ids_a, ids_b):  # pragma: no cover - same users/labels by construction
         raise ValueError("the two predictions are not over the same users")
     ok = np.isfinite(auc_a) & np.isfinite(auc_b)
-    w, ca, cb = w[ok], (w * auc_a)[ok], (w * auc_b)[ok]
-    if w.size == 0:
+    if not ok.any():
         return float("nan"), float("nan")
-    observed = float((ca.sum() - cb.sum()) / w.sum())
-    diff_c = ca - cb
-    rng = np.random.default_rng(seed)
+    return paired_bootstrap_many(w[ok], [(auc_a[ok], auc_b[ok])], n_boot=n_boot, seed=seed, chunk=chunk)[0]
+
+
+def paired_bootstrap_many(
+    w, pairs, n_boot: int = 1000, seed: int = 0, chunk: int = 100
+) -> list[tuple[float, float]]:
+    """``paired_bootstrap_gauc`` for several pairs over the same users at once.
+
+    ``w``: impressions per user [U] (users with a finite AUC in every pair); ``pairs``: (AUC_u of a,
+    AUC_u of b) per pair, each [U]. Every pair sees the same resamples, drawn once: exactly the
+    numbers ``paired_bootstrap_gauc`` gives each pair on its own (same seed, same draws), for the
+    cost of one draw.
+    """
+    w = np.asarray(w, dtype=np.float64)
     n_users = w.size
+    if n_users == 0:
+        return [(float("nan"), float("nan"))] * len(pairs)
+    diffs = [w * np.asarray(a, dtype=np.float64) - w * np.asarray(b, dtype=np.float64) for a, b in pairs]
+    observed = [float(((w * np.asarray(a)).sum() - (w * np.asarray(b)).sum()) / w.sum()) for a, b in pairs]
+    # exact zero for identical predictions; tolerate float round-off around it
+    tols = [1e-12 * max(1.0, float(np.abs(d).max())) for d in diffs]
+    rng = np.random.default_rng(seed)
     probs = np.full(n_users, 1.0 / n_users)
-    below = above = 0
+    below, above = [0] * len(pairs), [0] * len(pairs)
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
         counts = rng.multinomial(n_users, probs, size=k).astype(np.float64)  # [k, U]
-        d = (counts @ diff_c) / (counts @ w)
-        # exact zero for identical predictions; tolerate float round-off around it
-        tol = 1e-12 * max(1.0, float(np.abs(diff_c).max()))
-        below += int(np.sum(d <= tol))
-        above += int(np.sum(d >= -tol))
-    p = min(1.0, 2.0 * min(below, above) / n_boot)
-    return observed, p
+        weight = counts @ w
+        for i, diff_c in enumerate(diffs):
+            d = (counts @ diff_c) / weight
+            below[i] += int(np.sum(d <= tols[i]))
+            above[i] += int(np.sum(d >= -tols[i]))
+    return [(obs, min(1.0, 2.0 * min(lo, hi) / n_boot)) for obs, lo, hi in zip(observed, below, above)]
 
 
 def rank_desc(values) -> np.ndarray:

@@ -14,17 +14,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from dinbench import poolers
+from dinbench import paths, poolers
 from dinbench.records import Loaded
 
 if TYPE_CHECKING:
     from dinbench.config import RunConfig
+
+
+def _report():
+    """dinbench.report, imported when a table is made (it needs pandas: not at ``--help``)."""
+    from dinbench import report
+
+    return report
 
 
 def dataset_line(prepared, protocol: str) -> str:
@@ -129,29 +138,109 @@ def stats_table(stats) -> Table:
     return table
 
 
-def print_table(console: Console, table, title: str, baseline: str) -> None:
+def print_table(console: Console, table, title: str, baseline: str, wide: bool = False) -> None:
+    """The report table as it fits the terminal: compact by default (``report.compact_rows``, one
+    table per dataset), every column with ``wide``. Numbers are never cut: text cells wrap at spaces,
+    a compact table too wide for the terminal leaves out its CI column (and says so), and a wide
+    table wider than the terminal is drawn at its own width (the terminal wraps the lines)."""
     if table.empty:
         console.print("no completed runs")
         return
-    from dinbench import report as report_mod
+    if wide:
+        header, rows, constants = _report().display_rows(table)
+        t = _table(header, rows, title, _report().describe_constants(constants, baseline),
+                   text=set(_report().LABEL_COLUMNS))
+        _print_fitted(console, t)
+        return
+    console.print(title, highlight=False, soft_wrap=True)
+    for dataset, rows, ends in _report().compact_rows(table):
+        header, cut = list(_report().COMPACT_HEADERS), []
+        while True:
+            t = _table(header, rows, dataset, None, text={"pooler"}, ends=ends)
+            if _min_width(console, t) <= console.width or len(header) <= 5:
+                break
+            drop = "95% CI" if "95% CI" in header else "vs best"
+            i = header.index(drop)
+            header, rows, cut = header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows], [*cut, drop]
+        _print_fitted(console, t)
+        if cut:
+            console.print(f"({' and '.join(cut)} left out to fit {console.width} columns: widen the terminal, or "
+                          "dinbench report --wide / --format markdown)", highlight=False)
+    console.print(_report().describe_compact(table, baseline), highlight=False, style="dim")
 
-    header, rows, constants = report_mod.display_rows(table)
-    t = Table(title=title, caption=report_mod.describe_constants(constants, baseline))
-    for h in header:
-        t.add_column(h, justify="left" if h in report_mod.LABEL_COLUMNS else "right",
-                     no_wrap=h in ("test AUC", "test GAUC", "pooler", "95% CI (GAUC)", "vs baseline", "vs best"))
-    for r in rows:
-        t.add_row(*r)
-    console.print(t)
+
+def _table(header: list[str], rows: list[list[str]], title: str, caption: str | None, text: set[str],
+           ends: list[int] = ()) -> Table:
+    """A Rich table whose number columns never wrap (and so are never cut) and whose text columns
+    wrap at spaces only, never inside a word (their minimum width is their longest word)."""
+    t = Table(title=title, caption=caption, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              padding=(0, 1, 0, 0))
+    for j, h in enumerate(header):
+        cells = [h, *(r[j] for r in rows)]
+        words = [w for cell in cells for w in cell.split()] if h in text else cells
+        t.add_column(h, justify="left" if h in text or h.startswith("vs ") else "right", no_wrap=h not in text,
+                     min_width=max(map(len, words or [""])))
+    for i, r in enumerate(rows):
+        t.add_row(*r, end_section=i in ends)
+    return t
+
+
+def _fit(console: Console, t: Table) -> int:
+    """Share the terminal's spare width among ``t``'s text columns (the first ones first, up to their
+    longest cell) by fixing their widths; returns the width to draw ``t`` at (the terminal's, or
+    ``t``'s minimum where that is wider)."""
+    need = _min_width(console, t)
+    spare = max(0, console.width - need)
+    for j, col in enumerate(t.columns):
+        if col.no_wrap:
+            continue
+        longest = max(len(cell) for cell in [str(col.header), *map(str, col._cells)])
+        extra = min(spare, max(0, longest - (col.min_width or 0)))
+        col.width, spare = (col.min_width or 0) + extra, spare - extra
+    return max(console.width, need)
+
+
+def _print_fitted(console: Console, t: Table) -> None:
+    """Print ``t`` at the terminal's width, or at its own minimum where that is wider: a line too long
+    for the terminal wraps there, but no cell is ever cut."""
+    width = _fit(console, t)
+    if width <= console.width:
+        console.print(t)
+        return
+    before = console.width
+    console.width = width
+    try:
+        console.print(t)
+    finally:
+        console.width = before
+
+
+def _min_width(console: Console, renderable) -> int:
+    """The narrowest ``renderable`` can be drawn without cutting, even where that is wider than the terminal."""
+    return Measurement.get(console, console.options.update_width(100_000), renderable).minimum
 
 
 def print_results(console: Console, loaded: list[Loaded], title: str, out: Path) -> None:
-    """The table of the runs just made (run, sweep), and where the records are."""
-    from dinbench import report as report_mod
-
-    table = report_mod.summarize(report_mod.runs_frame(loaded), baseline=poolers.BASELINE)
-    print_table(console, table, title, poolers.BASELINE)
-    console.print(f"records in {out}/ - the table over all runs: dinbench report")
+    """The end of ``run`` and ``sweep``: the headline of the runs just made (per dataset, the pooler
+    with the best mean test GAUC, against the baseline), where the records are, and the command
+    that prints the whole table (``dinbench report``: CIs, p-values, every earlier run)."""
+    runs = _report().runs_frame(loaded)
+    if runs.empty:
+        console.print(f"{title}: no run completed; records in {out}/", highlight=False)
+        return
+    for dataset, part in runs.groupby("dataset", sort=True):
+        means = part.groupby(["config", "architecture", "pooler"], sort=True)["gauc"].agg(["mean", "count"])
+        (config, arch, pooler), best = means["mean"].idxmax(), means.loc[means["mean"].idxmax()]
+        where = (" " + arch) if part["architecture"].nunique() > 1 else ""
+        line = (f"{title}, best on {dataset}: {pooler}{where}, test GAUC {best['mean']:.4f}"
+                + (f" (mean of {int(best['count'])} seeds)" if best["count"] > 1 else ""))
+        base = (config, arch, poolers.BASELINE)
+        if pooler != poolers.BASELINE and base in means.index:
+            b = means.loc[base, "mean"]
+            line += f"; {poolers.BASELINE} {b:.4f}, RelaImpr {_report().relaimpr(best['mean'], b):+.2f}%"
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"records in {out}/; the table (CIs, p-values, every run there): dinbench report"
+                  + ("" if out == paths.results_dir() else f" --results-dir {out}"), highlight=False, soft_wrap=True)
 
 
 def print_run_plan(console: Console, exp, planned, where: str, out: Path) -> None:
@@ -278,15 +367,50 @@ def write_report_files(console: Console, err: Console, loaded, runs, table, base
                     err.print(f"[yellow]note:[/] {escape(s.title)}: {escape(note)}", highlight=False, soft_wrap=True)
 
 
-def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler: str | None):
-    """The records in ``out`` and their table, with the warnings and notes printed."""
-    from dinbench import report as report_mod
+def stale_lines(stale: list[Loaded], out: Path) -> list[str]:
+    """One line per stale run (see ``records.stale_runs``): what it was and how to get rid of it."""
+    discard = "dinbench report --discard-stale" + ("" if out == paths.results_dir() else f" --results-dir {out}")
+    lines = []
+    for item in stale:
+        r = item.record
+        lines.append(f"stale run {item.path.parent.name} ({r.get('pooler')} seed {r.get('seed')} on "
+                     f"{(r.get('dataset') or {}).get('name')}): its record says running but its process "
+                     f"{r.get('pid')} on this machine is gone (killed?); it cannot resume: delete "
+                     f"{item.path.parent}/ or run `{discard}`, then train it again")
+    return lines
+
+
+def handle_stale(console: Console, err: Console, loaded: list[Loaded], out: Path, discard: bool) -> list[Loaded]:
+    """Name the stale runs in ``loaded`` (one warning each), or delete their folders with ``discard``;
+    returns ``loaded`` without the discarded ones."""
+    import shutil
+
+    from dinbench.records import stale_runs
+
+    stale = stale_runs(loaded)
+    if not discard:
+        for line in stale_lines(stale, out):
+            err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        return loaded
+    for item in stale:
+        shutil.rmtree(item.path.parent)
+        console.print(f"discarded stale run {item.path.parent.name} (deleted {item.path.parent}/)", highlight=False,
+                      soft_wrap=True)
+    gone = {id(item) for item in stale}
+    return [item for item in loaded if id(item) not in gone]
+
+
+def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler: str | None,
+             console: Console | None = None, discard_stale: bool = False):
+    """The records in ``out`` and their table, with the warnings and notes printed (stale runs
+    named, or with ``discard_stale`` deleted)."""
     from dinbench.records import load_records
 
     loaded, warnings = load_records(out)
     for w in warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    runs, table, notes = report_mod.build(report_mod.runs_frame(loaded), baseline, dataset, pooler, out)
+    loaded = handle_stale(console or err, err, loaded, out, discard_stale)
+    runs, table, notes = _report().build(_report().runs_frame(loaded), baseline, dataset, pooler, out)
     for note in notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     return loaded, runs, table
@@ -330,3 +454,11 @@ def print_datasets(console: Console, root: Path, embedded: dict[str, str], stats
             more.add_row(spec.name + (" *" if spec.paper else ""), spec.about)
     more.caption = "* a dataset of the DIN paper"
     console.print(more)
+
+
+def warn_stale(err: Console, out: Path) -> None:
+    """A warning line per stale run in ``out`` (``sweep`` runs them again in new folders)."""
+    from dinbench.records import load_records, stale_runs
+
+    for line in stale_lines(stale_runs(load_records(out)[0]), out):
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
 
 import pandas as pd
 import pytest
@@ -57,6 +59,12 @@ def test_run_writes_one_record_per_pooler_and_seed(finished):
     assert len({f.parent for f in files}) == 4
     assert all(r["run_id"] == f.parent.name for r, f in zip(recs, files))
     assert "4 run(s) done" in run.stdout
+    # the run ends with its headline and points to the report, instead of printing the table
+    out = " ".join(run.stdout.split())
+    best = max(("average", "din:none"), key=lambda p: sum(r["test"]["gauc"] for r in recs if r["pooler"] == p))
+    assert f"best on synthetic: {best}, test GAUC" in out and "(mean of 2 seeds)" in out
+    assert "dinbench report" in out and "95% CI" not in out and "RelaImpr (GAUC)" not in out
+    assert all(r["pid"] == os.getpid() and r["host"] == socket.gethostname() for r in recs)  # for stale-run checks
 
 
 def test_report_table(finished, cli):
@@ -66,6 +74,17 @@ def test_report_table(finished, cli):
     assert r.exit_code == 0, r.output
     assert "average" in r.stdout and "din:none" in r.stdout and "RelaImpr" in r.stdout
     assert "(4 runs in" in " ".join(r.stdout.split())  # the title counts every run; immune to wrapping
+
+
+def test_report_wide_has_every_column_and_the_default_fits_the_terminal(finished, cli):
+    invoke, _, _ = cli
+    _, _, _, results = finished
+    compact = invoke("report", "--results-dir", str(results), dirs=False)
+    wide = invoke("report", "--results-dir", str(results), "--wide", dirs=False)
+    assert compact.exit_code == 0 and wide.exit_code == 0, wide.output
+    for header in ("p (bootstrap)", "train rows/s", "test AUC", "vs baseline"):
+        assert header in " ".join(wide.stdout.split()) and header not in compact.stdout
+    assert "…" not in compact.stdout and "…" not in wide.stdout
 
 
 def test_report_formats(finished, cli):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dinbench import report, stats
+from dinbench import metrics, report, stats
 from dinbench.metrics import gauc
 from dinbench.config import RunConfig
 from dinbench.train import train_run
@@ -153,3 +153,17 @@ def test_train_run_saves_predictions_that_reproduce_test_gauc(tiny, tmp_path):
     loaded, _ = load_records(tmp_path / "results")
     frame = report.runs_frame(loaded)
     assert frame["predictions"].notna().all()
+
+
+def test_bootstrapping_pairs_together_gives_each_pair_its_own_p_exactly():
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(400), 3)
+    labels = np.tile([1.0, 0.0, 0.0], 400)
+    base = rng.random(users.size)
+    others = [base + k * 0.05 * labels + rng.normal(0, 0.3, users.size) for k in range(4)]
+    alone = [stats.paired_bootstrap_gauc(users, labels, o, base, n_boot=300, seed=5) for o in others]
+    _, w, auc_base = metrics.gauc_parts(users, labels, base)
+    pairs = [(metrics.gauc_parts(users, labels, o)[2], auc_base) for o in others]
+    together = stats.paired_bootstrap_many(w, pairs, n_boot=300, seed=5)
+    assert together == alone  # the same draws: identical differences and p-values
+    assert len({p for _, p in alone}) > 1  # and the pairs really differ
