@@ -165,7 +165,7 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
     from dinbench.batches import batch_indices
     from dinbench.config import RunConfig
     from dinbench.model.build import build_model
-    from dinbench.optimizers import make_optimizer
+    from dinbench.optim import make_optimizer
 
     cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
                     max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])

@@ -12,7 +12,7 @@ What capture needs, and how the step provides it:
   order. N is the batch's real positions (counted on the host) rounded up by ``capacity`` to one of a
   few sizes; each size gets its own graph. An epoch's last, smaller batch runs eagerly.
 - **No host syncs.** Dense table gradients (a sparse one's size varies), the optimizer's masked row
-  update and its step count on the device (``optimizers.make_optimizer(capturable=True)``).
+  update and its step count on the device (``optim.make_optimizer(capturable=True)``).
 - **Fixed addresses.** The batch's sample indices are copied into one buffer before each replay;
   gradients are zeroed in place and never set to None (``Trainer.update``).
 - **Warm-up.** The first ``WARMUP`` full batches (then one per new size) train eagerly on a side

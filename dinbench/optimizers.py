@@ -33,7 +33,7 @@ the device, so that a replayed step advances the bias correction without Python 
 
 This module is the torch-free half (the choices and when a table is sparse), which the run options and
 ``--help`` need; the optimizers themselves (``make_optimizer``, ``RowSparse``, ``clip_grad_norm``) are
-in dinbench.optim and are reachable from here too, importing torch only then.
+in dinbench.optim (which imports this module; this one imports nothing of it).
 """
 
 from __future__ import annotations
@@ -66,15 +66,3 @@ def is_row_sparse(name: str) -> bool:
 def sparse_gradient(rows: int) -> bool:
     """Whether a table of ``rows`` rows trained by a row-sparse optimizer gets a sparse gradient."""
     return rows >= SPARSE_MIN_ROWS
-
-
-
-_IN_OPTIM = ("make_optimizer", "RowSparse", "clip_grad_norm")
-
-
-def __getattr__(name: str):
-    if name in _IN_OPTIM:
-        from dinbench import optim
-
-        return getattr(optim, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

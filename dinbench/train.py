@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dinbench import checkpoint, graph_step, optimizers
+from dinbench import checkpoint, graph_step, optim, optimizers
 from dinbench.atomic import write_atomic
 from dinbench.batches import (
     Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store,
@@ -161,7 +161,7 @@ def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch
     if graphs:
         graph_step.check_model(model)
     net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on: the training step only, same weights
-    optimizer = optimizers.make_optimizer(cfg.optimizer, model, cfg.lr, capturable=graphs)
+    optimizer = optim.make_optimizer(cfg.optimizer, model, cfg.lr, capturable=graphs)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
         if cfg.lr_decay_steps
@@ -323,7 +323,7 @@ class Trainer:
         learner.optimizer.zero_grad(set_to_none=self.graph is None)  # a graph keeps the gradients' addresses
         objective.backward()
         if cfg.grad_clip > 0:
-            optimizers.clip_grad_norm(learner.model.parameters(), cfg.grad_clip)
+            optim.clip_grad_norm(learner.model.parameters(), cfg.grad_clip)
         learner.optimizer.step()
         if learner.scheduler is not None:
             learner.scheduler.step()

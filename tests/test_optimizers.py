@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from dinbench.optimizers import OPTIMIZERS, RowSparse, clip_grad_norm, make_optimizer
+from dinbench.optim import RowSparse, clip_grad_norm, make_optimizer
+from dinbench.optimizers import OPTIMIZERS
 
 
 class Tiny(nn.Module):

@@ -11,7 +11,7 @@ from dinbench.batches import make_store
 from dinbench.config import RunConfig
 from dinbench.model.ctr import CTRModel
 from dinbench.poolers.packed import Packed
-from dinbench.optimizers import make_optimizer
+from dinbench.optim import make_optimizer
 
 ALL = poolers.expand("all")
 
