@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from dinbench import __version__, paths, poolers, ui
 from dinbench.errors import DinbenchError
-from dinbench.formats import FORMATS
+from dinbench.formats import FORMATS, TABLE_SUFFIXES
 from dinbench.records import Loaded
 from dinbench.cli_options import Command, Group, default_note, experiment_options, one_line_errors
 from dinbench.sources.local import EMBEDDED, load_or_prepare, make_synthetic, prepared_lines
@@ -284,13 +284,11 @@ def report(
     """Summarise every run record: mean ± std and 95% CI over seeds of test AUC / GAUC, RelaImpr, rank,
     p-values against the baseline (paired t-test over seeds, paired bootstrap over test users), speed;
     optionally plots, the paper's numbers side by side, and a report directory."""
-    from dinbench import publish
-
     if fmt not in FORMATS:
         raise DinbenchError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     baseline = poolers.canonical(baseline)
     out = paths.results_folder(results_dir, write=discard_stale)
-    report_dir = output is not None and output.suffix.lower() not in publish.TABLE_SUFFIXES
+    report_dir = output is not None and output.suffix.lower() not in TABLE_SUFFIXES
     if output is not None:  # refused before any work; a missing parent folder is not made silently
         (paths.check_output_folder if report_dir else paths.check_output_file)(output, "--output")
     if plots is not None:
@@ -307,7 +305,7 @@ def report(
             ui.print_paper(console, table)
         return
     if output is not None and fmt == "table":
-        fmt = publish.TABLE_SUFFIXES[output.suffix.lower()]
+        fmt = TABLE_SUFFIXES[output.suffix.lower()]
     ui.write_table_text(console, err_console, table, fmt, baseline, paper, output)
 
 

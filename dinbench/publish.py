@@ -17,7 +17,7 @@ import datetime as _dt
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -25,15 +25,15 @@ import pandas as pd
 from dinbench import paper, report
 from dinbench.atomic import write_atomic
 from dinbench.errors import DinbenchError
-from dinbench.figures import FIGURES, Figure, Group, Section
-from dinbench.figures.base import slug
 from dinbench.prepared import contract
 from dinbench.records import Loaded
 from dinbench.tables import md_table, pm
 
+if TYPE_CHECKING:  # the figures (and through them torch) load only when figures are drawn
+    from dinbench.figures import Figure, Group
+
 # --output with one of these suffixes writes one table in that format; any other path is a report directory
-TABLE_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex", ".json": "json",
-                  ".txt": "markdown"}
+from dinbench.formats import TABLE_SUFFIXES  # noqa: E402  (re-exported: report --output decides on it)
 
 __all__ = ["PAPER_COLUMNS", "PreparedCache", "Section", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
            "paper_rows", "table_text", "with_paper_rows", "write_report_dir", "write_text"]
@@ -60,6 +60,12 @@ class PreparedCache:
         return self._cache[key]
 
 
+def _all_figures():
+    from dinbench.figures import FIGURES
+
+    return FIGURES
+
+
 def groups(
     loaded: list[Loaded],
     runs: pd.DataFrame,
@@ -74,6 +80,9 @@ def groups(
     The file-name tag and the title name the protocol, configuration and architecture only where
     ``runs`` holds more than one of them (architecture also when it is not ranking).
     """
+    from dinbench.figures import Group, Section
+    from dinbench.figures.base import slug
+
     by_run = {item.record.get("run_id"): item for item in loaded}
     multi = {c: runs[c].nunique() > 1 for c in ("dataset", "protocol", "config", "architecture")}
     for key, group in runs.groupby(report.SCOPE, sort=True):
@@ -108,7 +117,7 @@ def make_figures(
     sections = []
     for group in groups(loaded, runs, table, plot_dir, root, load_prepared, progress):
         sections.append(group.section)
-        for figure in FIGURES if figures is None else figures:
+        for figure in _all_figures() if figures is None else figures:
             figure.add_to(group)
     return sections
 
