@@ -217,8 +217,10 @@ def _local_task(cfg: RunConfig, data_dir: str, results_dir: str, resume_dir: str
         return Outcome(error=_one_line(exc))
 
 
-def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
-                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None]) -> None:
+def local_pool(plan: Plan) -> tuple[ProcessPoolExecutor, Any]:
+    """The local executor's process pool for ``plan`` (each worker's torch threads and GPU pinned, see
+    ``_init_worker``) and its stop event (set it on Ctrl-C: running work checkpoints or stops).
+    Used by sweeps and by ``dinbench tune``'s trials."""
     import multiprocessing as mp
 
     # spawn, not fork: a forked torch (its thread pools, maybe CUDA) is not safe to use
@@ -226,6 +228,12 @@ def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_di
     counter, stop = ctx.Value("i", 0), ctx.Event()
     pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(plan.threads, plan.gpus, counter, stop))
+    return pool, stop
+
+
+def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
+                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None]) -> None:
+    pool, stop = local_pool(plan)
     try:
         pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None): cfg
                    for cfg, where in zip(todo, resume)}

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from dinbench.layers.activations import ACTIVATIONS, Dice, make_activation
-from dinbench.options import Option, sizes_at_least_one
+from dinbench.options import Option, choice, sizes_at_least_one
 from dinbench.poolers.base import Pooler, attend, check_normalization, normalize_scores
 
 
@@ -44,9 +44,10 @@ class DINPooler(Pooler):
     uses_candidate = True
     packs = True
     options = (
-        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one),
+        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one,
+               search=choice((40, 20), (80, 40), (200, 80))),
         Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
-               "or relu.", choices=ACTIVATIONS),
+               "or relu.", choices=ACTIVATIONS, search=choice(*ACTIVATIONS)),
         Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
     )
 

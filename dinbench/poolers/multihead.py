@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from dinbench.options import Option, at_least_one
+from dinbench.options import Option, at_least_one, choice
 from dinbench.poolers.base import Pooler, check_normalization, normalize_scores
 
 
@@ -35,7 +35,8 @@ class MultiHeadPooler(Pooler):
     description = "multi-head target attention (candidate = query, history = keys/values)"
     uses_candidate = True
     packs = True
-    options = (Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one),)
+    options = (Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one,
+                      search=choice(1, 2, 4, 8)),)
 
     def __init__(self, dim: int, heads: int, normalization: str = "softmax") -> None:
         super().__init__()

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from dinbench.options import Option, positive_number
+from dinbench.options import Option, choice, log_uniform, positive_number
 from dinbench.poolers.base import Pooler, normalize_scores
 
 AGE_UNITS = ("position", "time")
@@ -38,10 +38,10 @@ class TimeDecayPooler(Pooler):
     description = "recency-weighted mean, weight 2^(-age/half_life) (no candidate)"
     options = (
         Option("half_life", 5.0, "half-life (positions, or time units with --decay-age time).", float,
-               check=positive_number),
+               check=positive_number, search=log_uniform(1.0, 100.0)),
         Option("decay_age", "position", "age by 'position' from the most recent, or by 'time' (dataset time unit).",
                choices=AGE_UNITS),
-        Option("learn_decay", False, "learn the half-life.", bool),
+        Option("learn_decay", False, "learn the half-life.", bool, search=choice(False, True)),
     )
 
     def __init__(self, dim: int, half_life: float, decay_age: str, learn_decay: bool) -> None:
