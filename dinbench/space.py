@@ -151,8 +151,10 @@ def _range(path: Path, where: str, opt: Option, value: Any) -> Search | Any:
             return Search("choice", values=tuple(dict.fromkeys(opt.parse(v) for v in bounds)))
         if kind not in ("log", "uniform", "int"):
             raise DinbenchError(f"unknown range '{kind}'; give one of log, uniform, int or choices")
-        if opt.kind not in ((int,) if kind == "int" else (float, int)):
-            raise DinbenchError(f"a {kind} range needs a numeric option; use choices")
+        need = int if kind == "int" else float
+        if opt.kind is not need:
+            raise DinbenchError(f"a {kind} range needs a{'n integer' if need is int else ' float'} option; "
+                                f"use {'int = [low, high] or ' if opt.kind is int else ''}choices")
         if not isinstance(bounds, list) or len(bounds) != 2:
             raise DinbenchError(f"{kind} takes [low, high]")
         low, high = (opt.parse(b) for b in bounds)
