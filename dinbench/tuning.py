@@ -13,7 +13,7 @@ against the budget when it completed, was pruned or failed on its own (the loss 
 three are outcomes of its settings. A trial that was cut off (the process killed or stopped) does
 not count and is asked again.
 
-The sampler is re-seeded before every trial from (seed, trial number), so its draws depend only on
+The sampler is re-seeded before every trial from (seed, trial index), so its draws depend only on
 the study's history: a study stopped and resumed asks the same trials as one never stopped (with
 one worker), and during TPE's random start-up trials every pooler draws the same shared-axis
 values (its own axes are drawn after the shared ones).
@@ -148,6 +148,15 @@ def open_studies(path: Path, setup: Setup, specs: list[str], budget: int) -> dic
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off: asked again, not counted
         studies[spec] = study
     return studies
+
+
+def _draw_index(study) -> int:
+    """The index of the next trial among those that were not cut off (cut-off trials are asked again,
+    so the next one takes the place of the first cut-off one in an uninterrupted study)."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if not (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)))
 
 
 def _sampler(seed: int, number: int):
@@ -306,7 +315,7 @@ def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, sour
             while len(in_flight) < executor.workers and any(to_go.values()):
                 spec = max(specs, key=lambda s: to_go[s])  # first of the most behind
                 study = studies[spec]
-                study.sampler = _sampler(setup.seed, len(study.get_trials(deepcopy=False)))
+                study.sampler = _sampler(setup.seed, _draw_index(study))
                 trial = study.ask()
                 shared, own = sample(trial, setup.space, spec)
                 cfg = setup.config(spec, shared, own)
