@@ -103,7 +103,7 @@ def select_runs(runs: pd.DataFrame, dataset: str | None = None, pooler: str | No
     if dataset:
         runs = runs[runs["dataset"].isin([d.strip() for d in dataset.split(",")])]
     if pooler:
-        runs = runs[runs["pooler"].isin(set(poolers.expand(pooler)))]
+        runs = runs[runs["pooler"].str.removesuffix(TUNED).isin(set(poolers.expand(pooler)))]  # tuned rows too
     if runs.empty:
         raise DinbenchError("no run records match the --dataset/--pooler filters")
     return runs
