@@ -140,6 +140,8 @@ def run(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch: more threads than free cores slow torch down many times over; use 1 when other jobs share the machine. " + default_note("half the usable cores, 1 to 4")),
     distributed: bool = typer.Option(False, "--distributed", help="Train each run on several processes with DistributedDataParallel: launch with `torchrun --nproc-per-node N -m dinbench.cli run --distributed ...` (docs/scaling.md)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN_ID (its record's settings; other options are ignored)."),
+    tuned: bool = typer.Option(False, "--tuned", help="Run the seeds of each pooler at its own best trial's settings from `dinbench tune`'s study (--study); records name the study and trial (docs/tuning.md)."),
+    study: str = typer.Option("default", "--study", help="With --tuned: the study's name (results/_tuning/DATASET/STUDY.db)."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
@@ -150,6 +152,17 @@ def run(
         if distributed:
             raise DinbenchError("--resume does not combine with --distributed; resume the run in one process")
         return _resume(resume, data_dir, results_dir)
+    if tuned:
+        from dinbench import tune_cli
+        from dinbench.grid import AXIS_DEFAULTS
+
+        if distributed:
+            raise DinbenchError("--tuned does not combine with --distributed yet; run the tuned seeds in one process")
+        planned, tags = tune_cli.tuned_grid(exp, study, paths.results_dir(results_dir),
+                                            tuple(poolers.expand(AXIS_DEFAULTS["pooler"])))
+        check_compile(planned.configs[0].compile, resolve_device(planned.configs[0].device))
+        set_threads(threads)
+        return _run_configs(exp, planned, data_dir, results_dir, LocalRuntime(), tags)
     if len(exp.datasets) > 1:
         raise DinbenchError(f"run trains on one dataset (got {', '.join(exp.datasets)}); use `dinbench sweep` for several")
     planned = exp.expand()
@@ -168,7 +181,7 @@ def run(
         runtime.close()
 
 
-def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
+def _run_configs(exp, planned, data_dir, results_dir, runtime, tags=None) -> None:
     """The body of `run`: load the dataset, train the configs one after another, print the table."""
     root, out, dataset = paths.data_folder(data_dir, write=False), paths.results_folder(results_dir, write=True), exp.datasets[0]
     # under DDP rank 0 loads first (it may generate synthetic), then every rank checks it has the same data
@@ -179,9 +192,10 @@ def _run_configs(exp, planned, data_dir, results_dir, runtime) -> None:
     finished: list[Loaded] = []
     started = time.time()
     with ui.run_board(console, len(planned.configs)) as board:
-        for cfg in planned.configs:
+        for i, cfg in enumerate(planned.configs):
             with board.run(ui.run_label(cfg)) as on_progress:
-                run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, runtime)
+                run_dir, record = _train_one(cfg, prepared, out, on_progress, None, data_dir, results_dir, runtime,
+                                             tags[i] if tags else None)
             board.advance()
             ui.print_finished(board.console, ui.run_label(cfg), run_dir, record)
             finished.append(Loaded(run_dir / "record.json", record))
@@ -232,13 +246,14 @@ def sweep(
         raise typer.Exit(1)
 
 
-def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None):
+def _train_one(cfg, prepared, out: Path, on_progress, resume_dir, data_dir, results_dir, runtime=None, tuning=None):
     """train_run, with the exact resume command (folders included) when the run is interrupted."""
     from dinbench.checkpoint import RunInterrupted, resume_command
     from dinbench.train import train_run
 
     try:
-        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, runtime=runtime)
+        return train_run(cfg, prepared, out, progress=on_progress, resume_dir=resume_dir, runtime=runtime,
+                         tuning=tuning)
     except RunInterrupted as exc:
         exc.args = (f"{exc}; record marked interrupted; continue with: "
                     f"{resume_command(exc.run_dir.name, data_dir, results_dir)}",)
@@ -264,6 +279,32 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
 
 
 @app.command(cls=Command)
+@user_errors
+def tune(
+    dataset: str = typer.Option("synthetic", help="Prepared dataset to tune on (its valid split; test is never read)."),
+    pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'; each gets the same budget."),
+    trials: int = typer.Option(..., help="Trials per pooler (the budget, the same for every pooler); a study given more trials later runs only the missing ones."),
+    space: str = typer.Option("default", help="default (the ranges declared on the options, docs/tuning.md) or a space file FILE.toml."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs cap of every trial (early stopping on valid GAUC within it) (default: 10)."),
+    seed: int = typer.Option(0, help="Training seed of every trial and the sampler's seed (TPE)."),
+    study: str = typer.Option("default", help="Study name: results/_tuning/DATASET/STUDY.db; the same name resumes it."),
+    workers: Optional[int] = typer.Option(None, help="Trials at once (local process pool; default: cores / --threads). 1: in this process."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads per trial (default: cores / workers); workers x threads may not exceed the cores."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    data_dir: Optional[Path] = DataDir,
+    results_dir: Optional[Path] = ResultsDir,
+) -> None:
+    """Tune every pooler with the same budget on validation (Optuna TPE, median pruner); resumable.
+    Then `dinbench run --tuned --seeds 5` runs the seeds at each pooler's best settings (docs/tuning.md)."""
+    from dinbench import tune_cli
+
+    tune_cli.tune_command(console, dataset=dataset, pooler=pooler, trials=trials, space=space, epochs=epochs,
+                          seed=seed, study=study, workers=workers, threads=threads, device=device, data_dir=data_dir,
+                          results_dir=results_dir,
+                          load=lambda root, name: load_or_prepare(root, name, _say, console.status))
+
+
+@app.command()
 @user_errors
 def report(
     baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr and the p-values are measured against."),

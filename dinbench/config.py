@@ -23,7 +23,7 @@ from dinbench import optimizers, poolers
 from dinbench.errors import DinbenchError
 from dinbench.layers import ACTIVATIONS
 from dinbench.options import (
-    Option, at_least_one, fraction, positive, positive_number, sizes_at_least_one, zero_or_more,
+    Option, at_least_one, choice, fraction, log_uniform, positive, positive_number, sizes_at_least_one, zero_or_more,
 )
 
 ARCHITECTURES = ("ranking", "two-tower")
@@ -57,7 +57,9 @@ class RunConfig:
     epochs: int = _option(10, "Maximum epochs (early stopping on valid GAUC).", int, check=at_least_one)
     patience: int = _option(2, "Epochs without valid improvement tolerated before stopping (0: stop at the first).",
                             int, check=zero_or_more)
-    batch_size: int = _option(256, "Training batch size.", int, check=at_least_one)
+    # search=: the range of `dinbench tune`'s default space (docs/tuning.md), the same for every pooler
+    batch_size: int = _option(256, "Training batch size.", int, check=at_least_one,
+                              search=choice(128, 256, 512, 1024))
     # 4,096: of 1,024 / 4,096 / 16,384 / 65,536 the fastest on CPU (amazon-beauty valid, din: 27 / 32 / 23 / 17
     # thousand rows/s, 1 thread). Another size can move a score by one float32 ulp (kernels depend on the shape).
     eval_batch_size: int = _option(4096, "Evaluation batch size (does not change the numbers).", int,
@@ -73,14 +75,15 @@ class RunConfig:
     bucket: bool = _option(False, "Batch rows of similar history length together.", bool)
     # lazy-adam since issue 13 (chosen on validation, docs/defaults.md); records without the field trained with adam
     optimizer: str = _option("lazy-adam", optimizers.help_text(), choices=tuple(optimizers.OPTIMIZERS), legacy="adam")
-    lr: float = _option(1e-3, "Learning rate.", float, check=positive_number)
+    lr: float = _option(1e-3, "Learning rate.", float, check=positive_number, search=log_uniform(1e-4, 1e-2))
     lr_decay_steps: int = _option(0, "Multiply the lr by --lr-decay every N steps (0: never).", int,
                                   check=zero_or_more)
     lr_decay: float = _option(0.1, "Factor of the lr decay.", float, check=fraction)
     grad_clip: float = _option(0.0, "Clip the global gradient norm (0: off).", float, check=zero_or_more)
     l2_minibatch: float = _option(0.0, "Mini-batch aware L2 on embeddings (DIN paper Eq. 4), its lambda (0: off).",
-                                  float, check=zero_or_more)
-    init_std: float = _option(0.1, "Std of the normal embedding initialisation.", float, check=positive)
+                                  float, check=zero_or_more, search=choice(0.0, 1e-5, 1e-4, 1e-3))
+    init_std: float = _option(0.1, "Std of the normal embedding initialisation.", float, check=positive,
+                              search=log_uniform(0.01, 0.3))
     device: str = _option("cpu", "auto, cpu, cuda or mps.", choices=("auto", "cpu", "cuda", "mps"),
                           compared=False)
     precision: str = _option(

@@ -6,7 +6,11 @@ derives from those declarations: the ``run``/``sweep`` command-line options and 
 experiment files, grid expansion, the record's config and the validation, which happens once,
 where a value enters (command line, file or record).
 
-    Option("half_life", 5.0, "time-decay: half-life in positions", float, check=positive_number)
+    Option("half_life", 5.0, "time-decay: half-life in positions", float, check=positive_number,
+           search=log_uniform(1.0, 100.0))
+
+``search`` declares the option's range in ``dinbench tune``'s default search space (dinbench.space,
+docs/tuning.md); options without one keep their value in every trial.
 """
 
 from __future__ import annotations
@@ -46,11 +50,44 @@ def sizes_at_least_one(v) -> str | None:
 
 
 @dataclass(frozen=True)
+class Search:
+    """A search range of ``dinbench tune``: ``log`` (log-uniform float in [low, high]), ``uniform``
+    (float in [low, high]), ``int`` (integer in [low, high]) or ``choice`` (one of ``values``)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple = ()
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + " | ".join(",".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in self.values)
+        return f"{'log-uniform' if self.kind == 'log' else self.kind} in [{self.low:g}, {self.high:g}]"
+
+
+def log_uniform(low: float, high: float) -> Search:
+    return Search("log", float(low), float(high))
+
+
+def uniform(low: float, high: float) -> Search:
+    return Search("uniform", float(low), float(high))
+
+
+def int_range(low: int, high: int) -> Search:
+    return Search("int", int(low), int(high))
+
+
+def choice(*values: Any) -> Search:
+    return Search("choice", values=tuple(values))
+
+
+@dataclass(frozen=True)
 class Option:
     """One option. ``kind``: int, float, str, bool or tuple (a tuple of ints, '200,80' on the command line).
 
     ``axis``: a grid axis (``dataset``, ``pooler``, ``architecture``): the command line and experiment
     files take several values, one run config each. ``cli=False``: not a command-line option.
+    ``search``: its range in ``dinbench tune``'s default search space (None: not searched).
     """
 
     name: str
@@ -61,6 +98,7 @@ class Option:
     check: Check | None = None
     axis: bool = False
     cli: bool = True
+    search: Search | None = None
 
     @property
     def flag(self) -> str:

@@ -38,6 +38,27 @@ def config_id(key: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(salted, sort_keys=True).encode()).hexdigest()[:8]
 
 
+TUNED = " (tuned)"  # label suffix of runs at a study's best settings (dinbench run --tuned)
+
+
+def _grouping(r: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(comparable config, pooler label) of a record. A tuned run's searched axes differ from pooler to
+    pooler by design: its config leaves them out and names the study instead, so the poolers of one
+    study share a group (and a baseline), apart from every untuned run."""
+    key = comparable(r["config"])
+    tuned = r.get("tuning")
+    if not tuned:
+        return key, poolers.label(r["pooler"], config_from_record(r["config"]).pooler_options)
+    key = {k: v for k, v in key.items() if k not in tuned.get("searched", [])}
+    key["tuned_study"] = f"{tuned.get('db')}"
+    return key, poolers.canonical(r["pooler"]) + TUNED
+
+
+def baseline_label(label: str, baseline: str) -> str:
+    """The baseline's label in the group of ``label``: 'average (tuned)' among tuned runs."""
+    return baseline + TUNED if label.endswith(TUNED) else baseline
+
+
 def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
     rows = []
     for item in loaded:
@@ -46,15 +67,16 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
             continue
         test_file = (r.get("predictions") or {}).get("test")
         predictions = str(item.path.parent / test_file) if test_file else None
+        key, label = _grouping(r)
         rows.append(
             {
                 "dataset": r["dataset"]["name"],
                 "fingerprint": r["dataset"]["fingerprint"],
                 "protocol": r["config"].get("protocol", "din"),
                 "architecture": r["config"].get("architecture", "ranking"),
-                "config": config_id(comparable(r["config"])),
-                "config_json": json.dumps(comparable(r["config"]), sort_keys=True),
-                "pooler": poolers.label(r["pooler"], config_from_record(r["config"]).pooler_options),
+                "config": config_id(key),
+                "config_json": json.dumps(key, sort_keys=True),
+                "pooler": label,
                 "seed": r["seed"],
                 "auc": r["test"]["auc"],
                 "gauc": r["test"]["gauc"],
@@ -81,7 +103,7 @@ def select_runs(runs: pd.DataFrame, dataset: str | None = None, pooler: str | No
     if dataset:
         runs = runs[runs["dataset"].isin([d.strip() for d in dataset.split(",")])]
     if pooler:
-        runs = runs[runs["pooler"].isin(set(poolers.expand(pooler)))]
+        runs = runs[runs["pooler"].str.removesuffix(TUNED).isin(set(poolers.expand(pooler)))]  # tuned rows too
     if runs.empty:
         raise DinbenchError("no run records match the --dataset/--pooler filters")
     return runs
@@ -225,7 +247,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
     # one seed: the std stays NaN (undefined), and tables show the mean alone
     # The baseline is the same pooler in the same architecture, dataset, protocol and configuration.
     scope = ["dataset", "protocol", "config", "architecture"]
-    base = table[table["pooler"] == baseline].set_index(scope)
+    base = table[table["pooler"].isin([baseline, baseline + TUNED])].set_index(scope)
     gauc_base = [base["gauc_mean"].get(tuple(k), np.nan) for k in table[scope].values]
     auc_base = [base["auc_mean"].get(tuple(k), np.nan) for k in table[scope].values]
     table["relaimpr_gauc"] = [relaimpr(v, b) for v, b in zip(table["gauc_mean"], gauc_base)]
@@ -277,8 +299,8 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
     rows = [(tuple(r), int(k)) for r, k in zip(table[keys].itertuples(index=False), ranks)]
     boot = Bootstraps(n_boot)
     for key, rank in rows:
-        base_key, best_key = (*key[:-1], baseline), (*key[:-1], best_of[key[:-1]])
-        if key[-1] != baseline and base_key in groups:
+        base_key, best_key = (*key[:-1], baseline_label(key[-1], baseline)), (*key[:-1], best_of[key[:-1]])
+        if key[-1] != base_key[-1] and base_key in groups:
             boot.plan(groups[key], groups[base_key])
         if rank != 1 and key != best_key:
             boot.plan(groups[key], groups[best_key])
@@ -289,11 +311,11 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
         _, _, lo, hi = mean_ci(own["gauc"])
         ci_low.append(lo)
         ci_high.append(hi)
-        base_key = (*key[:-1], baseline)
-        if key[-1] == baseline or base_key not in groups:
+        base_key = (*key[:-1], baseline_label(key[-1], baseline))
+        if key[-1] == base_key[-1] or base_key not in groups:
             p_seeds.append(np.nan)
             p_boot.append(np.nan)
-            flags.append("baseline" if key[-1] == baseline else "")
+            flags.append("baseline" if key[-1] == base_key[-1] else "")
         else:
             ps, pb, flag = compare(own, groups[base_key], boot.p(own, groups[base_key]))
             p_seeds.append(ps)

@@ -241,17 +241,26 @@ def _drain(queue, on_progress: RunProgress | None) -> None:
             on_progress(*message)
 
 
-def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
-                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None],
-                   on_progress: RunProgress | None = None) -> None:
+def local_pool(plan: Plan, progress: bool = False) -> tuple[ProcessPoolExecutor, Any, Any]:
+    """The local executor's process pool for ``plan`` (each worker's torch threads and GPU pinned, see
+    ``_init_worker``), its stop event (set it on Ctrl-C: running work checkpoints or stops) and, with
+    ``progress``, the queue the workers report their progress on (else None).
+    Used by sweeps and by ``dinbench tune``'s trials."""
     import multiprocessing as mp
 
     # spawn, not fork: a forked torch (its thread pools, maybe CUDA) is not safe to use
     ctx = mp.get_context("spawn")
     counter, stop = ctx.Value("i", 0), ctx.Event()
-    queue = ctx.Queue() if on_progress is not None else None
+    queue = ctx.Queue() if progress else None
     pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(plan.threads, plan.gpus, counter, stop, queue))
+    return pool, stop, queue
+
+
+def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
+                   on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None],
+                   on_progress: RunProgress | None = None) -> None:
+    pool, stop, queue = local_pool(plan, progress=on_progress is not None)
     try:
         pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None, i): cfg
                    for i, (cfg, where) in enumerate(zip(todo, resume))}

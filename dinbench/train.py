@@ -543,6 +543,7 @@ def train_run(
     stop: Callable[[], bool] | None = None,
     resume_dir: Path | None = None,
     runtime: Runtime | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train and evaluate one run under ``cfg`` (validated by the caller); write and return its record.
 
@@ -553,7 +554,8 @@ def train_run(
     RunInterrupted; ``resume_dir`` (an interrupted run's directory) continues such a run.
     ``runtime``: default ``LocalRuntime()``; a ``DistributedRuntime`` runs one run across torchrun's
     processes (dinbench.distributed): only rank 0 writes into ``results_dir`` and signals are left to
-    torchrun (no checkpoint).
+    torchrun (no checkpoint). ``tuning``: the study and trial the settings came from (``dinbench run
+    --tuned``, see dinbench.tuning), kept in the record as ``tuning`` (a resumed run keeps its own).
     """
     runtime = runtime if runtime is not None else LocalRuntime()
     check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
@@ -561,6 +563,10 @@ def train_run(
     started = time.time()
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)
     head = _record_head(cfg, prepared, run_dir, "running")
+    if tuning is None and resume_dir is not None:
+        tuning = resume_config(resume_dir)[1].get("tuning")
+    if tuning is not None:
+        head["tuning"] = tuning
     write_record(run_dir, {**head, **environment()})
 
     def elapsed() -> float:

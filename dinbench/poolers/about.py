@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dinbench.layers import ACTIVATIONS
-from dinbench.options import Option, at_least_one, positive_number, sizes_at_least_one
+from dinbench.options import Option, at_least_one, choice, log_uniform, positive_number, sizes_at_least_one
 
 NORMALIZATIONS = ("none", "softmax")
 AGE_UNITS = ("position", "time")
@@ -36,10 +36,10 @@ TIME_DECAY = About(
     "recency-weighted mean, weight 2^(-age/half_life) (no candidate)",
     options=(
         Option("half_life", 5.0, "half-life (positions, or time units with --decay-age time).", float,
-               check=positive_number),
+               check=positive_number, search=log_uniform(1.0, 100.0)),
         Option("decay_age", "position", "age by 'position' from the most recent, or by 'time' (dataset time unit).",
                choices=AGE_UNITS),
-        Option("learn_decay", False, "learn the half-life.", bool),
+        Option("learn_decay", False, "learn the half-life.", bool, search=choice(False, True)),
     ),
     uses_order=True,  # with age by position; age by time is order-free
 )
@@ -48,15 +48,17 @@ BILINEAR = About("bilinear target attention qᵀWk, W learned (starts near the s
 DIN = About(
     "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item",
     options=(
-        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one),
+        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one,
+               search=choice((40, 20), (80, 40), (200, 80))),
         Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
-               "or relu.", choices=ACTIVATIONS),
+               "or relu.", choices=ACTIVATIONS, search=choice(*ACTIVATIONS)),
         Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
     ),
     uses_candidate=True,
 )
 MULTIHEAD = About(
     "multi-head target attention (candidate = query, history = keys/values)",
-    options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one),),
+    options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one,
+                    search=choice(1, 2, 4, 8)),),
     uses_candidate=True,
 )

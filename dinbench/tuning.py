@@ -1,0 +1,448 @@
+"""``dinbench tune``: every pooler gets the same search budget, selected on validation only (docs/tuning.md).
+
+One Optuna study per pooler, all in one SQLite file per study name under the results folder
+(``<results>/_tuning/<dataset>/<study>.db``; one Optuna study per pooler spec inside it), so a
+stopped ``tune`` resumes where it stopped and ``dinbench run --tuned`` finds the best trials.
+
+The budget rule: every pooler of a study gets the same number of trials (``--trials``), drawn by
+the same sampler (TPE) from the same seed, over the same shared axes (``dinbench.space``), with the
+same fixed settings (epochs cap, patience, training seed). A trial's objective is its best valid
+GAUC over epochs (the epoch early stopping would select); a median pruner stops a trial whose
+valid GAUC at an epoch is below the median of completed trials at that epoch. A trial counts
+against the budget when it completed, was pruned or failed on its own (the loss diverged): all
+three are outcomes of its settings. A trial that was cut off (the process killed or stopped) does
+not count and is asked again.
+
+The sampler is re-seeded before every trial from (seed, trial index), so its draws depend only on
+the study's history: a study stopped and resumed asks the same trials as one never stopped (with
+one worker), and during TPE's random start-up trials every pooler draws the same shared-axis
+values (its own axes are drawn after the shared ones).
+
+The test split is never read: a trial trains on a copy of the prepared dataset whose test split
+has no rows (``blind``), and the objective reads valid GAUC only.
+
+Trials run in the driver (one worker) or in the local sweep executor's process pool
+(``dinbench.sweep.local_pool``: spawned processes, torch threads pinned, workers x threads at
+most the cores). Pool workers report per-epoch valid GAUC to the study's SQLite file themselves,
+which is what the pruner reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dinbench import poolers
+from dinbench.config import RunConfig, config_from_record
+from dinbench.errors import DinbenchError
+from dinbench.space import Space, sample
+
+TUNING_DIR = "_tuning"
+STARTUP_TRIALS = 10  # TPE's random start-up trials (Optuna's default), the same for every pooler
+PRUNER_STARTUP = 5  # completed trials before the median pruner prunes anything
+COUNTED = "counted"  # trial user attribute: this failed trial counts against the budget
+
+
+class TuneInterrupted(DinbenchError):
+    """Ctrl-C during ``tune``: the trials under way are dropped (they do not count); exit 130."""
+
+    exit_code = 130
+
+
+class _Pruned(Exception):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"pruned at epoch {epoch}")
+        self.epoch = epoch
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise DinbenchError("dinbench tune needs Optuna, which is not installed: pip install 'optuna>=4'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def study_path(results_dir: Path, dataset: str, study: str) -> Path:
+    if not study or any(c in study for c in "/\\") or study.startswith("."):
+        raise DinbenchError(f"invalid study name '{study}': use letters, digits, '-' and '_'")
+    return Path(results_dir) / TUNING_DIR / dataset / f"{study}.db"
+
+
+def storage_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _storage(url: str):
+    optuna = _optuna()
+    # several pool workers write per-epoch values while the driver asks and tells: wait for the lock
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a study is, fixed when it is created: a resumed study must match it."""
+
+    dataset: str
+    fingerprint: str
+    space: Space
+    settings: dict[str, Any]  # run options every trial shares (epochs cap, patience, device, ...)
+    seed: int  # the training seed of every trial and the sampler's seed
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between two ``tune`` calls on one study (device may)."""
+        settings = {k: v for k, v in self.settings.items() if k not in ("device", "compile")}
+        return {"dataset": self.dataset, "fingerprint": self.fingerprint, "space": self.space.to_json(),
+                "settings": settings, "seed": self.seed}
+
+    def config(self, spec: str, shared: dict[str, Any], own: dict[str, Any]) -> RunConfig:
+        return RunConfig(dataset=self.dataset, pooler=spec, seed=self.seed, **{**self.settings, **shared},
+                         pooler_options=own)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+
+
+def counts(study) -> int:
+    """Trials of ``study`` that count against the budget (completed, pruned, failed on their own)."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and t.user_attrs.get(COUNTED)))
+
+
+def open_studies(path: Path, setup: Setup, specs: list[str], budget: int) -> dict[str, Any]:
+    """The study of every pooler in ``specs`` in ``path`` (created, or resumed if it matches ``setup``);
+    trials left running by a killed ``tune`` are marked failed (not counted)."""
+    optuna = _optuna()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = _storage(storage_url(path))
+    identity = _jsonable(setup.identity())
+    studies = {}
+    for spec in specs:
+        study = optuna.create_study(study_name=spec, storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=_sampler(setup.seed, 0),
+                                    pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP, n_warmup_steps=1))
+        old = study.user_attrs.get("setup")
+        if old is None:
+            study.set_user_attr("setup", identity)
+        elif old != identity:
+            differ = sorted(k for k in identity if old.get(k) != identity[k])
+            raise DinbenchError(
+                f"study '{path.stem}' ({path}) was made with other settings for {spec} (they differ in "
+                f"{', '.join(differ)}); give another --study name, or the settings it was made with")
+        study.set_user_attr("budget", max(budget, int(study.user_attrs.get("budget", 0))))
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off: asked again, not counted
+        studies[spec] = study
+    return studies
+
+
+def _draw_index(study) -> int:
+    """The index of the next trial among those that were not cut off (cut-off trials are asked again,
+    so the next one takes the place of the first cut-off one in an uninterrupted study)."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if not (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)))
+
+
+def _sampler(seed: int, number: int):
+    """TPE seeded from (seed, trial number): the draws of trial n depend on the study's history only."""
+    optuna = _optuna()
+    return optuna.samplers.TPESampler(seed=(seed * 1_000_003 + number) % 2**32, n_startup_trials=STARTUP_TRIALS)
+
+
+def blind(prepared):
+    """``prepared`` without test rows: what a trial trains on, so the test split cannot be read."""
+    splits = {**prepared.splits, "test": prepared.splits["test"].iloc[:0]}
+    return dataclasses.replace(prepared, splits=splits)
+
+
+# ---- one trial, in any process
+
+
+def run_trial(cfg: RunConfig, prepared, report: Callable[[int, float], bool] | None = None,
+              stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` on ``prepared`` without its test split; per-epoch valid GAUC goes to
+    ``report(epoch, gauc)``, which returns True to prune. Returns history, best, best_epoch,
+    pruned, error and interrupted (never raises for a training failure)."""
+    from dinbench.checkpoint import RunInterrupted
+    from dinbench.runtime import LocalRuntime
+    from dinbench.train import Diverged, Trainer
+
+    class TrialTrainer(Trainer):
+        def select(self, state, entry):
+            out_of_patience = super().select(state, entry)
+            history.append(entry["valid"]["gauc"])
+            if report is not None and report(entry["epoch"], entry["valid"]["gauc"]):
+                raise _Pruned(entry["epoch"])
+            return out_of_patience
+
+    history: list[float] = []
+    started = time.perf_counter()
+    out: dict[str, Any] = {"pruned": False, "error": None, "interrupted": False}
+    try:
+        TrialTrainer(cfg, blind(prepared), LocalRuntime(), stop=stop).fit()
+    except _Pruned:
+        out["pruned"] = True
+    except RunInterrupted:
+        out["interrupted"] = True
+    except Diverged as exc:
+        out["error"] = str(exc)
+    except DinbenchError as exc:
+        out["error"] = str(exc).splitlines()[0]
+    finite = [(g, e) for e, g in enumerate(history, 1) if math.isfinite(g)]
+    best = max(finite, key=lambda x: (x[0], -x[1])) if finite else (float("nan"), 0)
+    if not finite and out["error"] is None and not out["interrupted"]:
+        out["error"] = "valid GAUC was never finite"
+    out.update(history=history, best=best[0], best_epoch=best[1], seconds=time.perf_counter() - started)
+    return out
+
+
+_PREPARED: dict[str, Any] = {}  # per pool process: data dir + dataset -> Prepared
+
+
+def trial_task(cfg: RunConfig, source, url: str, study_name: str, trial_id: int) -> dict[str, Any]:
+    """One trial where it runs (the driver, or a pool process): ``source`` is the Prepared, or the
+    data dir to load it from; per-epoch valid GAUC is reported to the study at ``url``."""
+    optuna = _optuna()
+    if isinstance(source, str):
+        from dinbench.prepared import contract
+
+        key = f"{source}\0{cfg.dataset}"
+        if key not in _PREPARED:
+            _PREPARED[key] = contract.load(Path(source), cfg.dataset)
+        source = _PREPARED[key]
+    from dinbench import sweep
+
+    study = optuna.load_study(study_name=study_name, storage=_storage(url),
+                              pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP, n_warmup_steps=1))
+    trial = optuna.trial.Trial(study, trial_id)
+
+    def report(epoch: int, gauc: float) -> bool:
+        if not math.isfinite(gauc):
+            return False
+        trial.report(gauc, epoch)
+        return trial.should_prune()
+
+    stop = sweep._STOP.is_set if sweep._STOP is not None else None
+    return run_trial(cfg, source, report, stop)
+
+
+# ---- the driver
+
+
+@dataclass
+class Finished:
+    """A trial that ended, for the progress display."""
+
+    spec: str
+    number: int
+    state: str  # complete, pruned, failed
+    value: float
+    best: float  # the pooler's best valid GAUC so far
+    done: int  # trials counted so far
+    budget: int
+    params: dict[str, Any]
+    note: str = ""
+
+
+class InlineExecutor:
+    """Trials one after another in this process (``--workers 1``), as futures already done."""
+
+    workers = 1
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - as a pool's future would hold it
+            future.set_exception(exc)
+        return future
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+
+class PoolExecutor:
+    """Trials in the local sweep executor's process pool."""
+
+    def __init__(self, plan) -> None:
+        from dinbench import sweep
+
+        self.workers = plan.workers
+        self.pool, self.stop, _ = sweep.local_pool(plan)
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, source,
+         on_trial: Callable[[Finished], None] | None = None, studies: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run trials until every pooler of ``specs`` has ``budget`` counted trials; returns the studies.
+
+    ``source``: the Prepared (inline) or the data dir as a string (pool). Poolers take turns, the
+    one with the most trials to go first, so a stopped tune leaves them nearly level.
+    """
+    _optuna()
+    from optuna.trial import TrialState
+
+    studies = studies if studies is not None else open_studies(path, setup, specs, budget)
+    url = storage_url(path)
+    to_go = {spec: max(0, budget - counts(studies[spec])) for spec in specs}
+    in_flight: dict[Future, tuple[str, Any, RunConfig]] = {}
+    asked: list[tuple[str, Any, RunConfig]] = []
+    try:
+        while any(to_go.values()) or in_flight:
+            while len(in_flight) < executor.workers and any(to_go.values()):
+                spec = max(specs, key=lambda s: to_go[s])  # first of the most behind
+                study = studies[spec]
+                study.sampler = _sampler(setup.seed, _draw_index(study))
+                trial = study.ask()
+                shared, own = sample(trial, setup.space, spec)
+                cfg = setup.config(spec, shared, own)
+                trial.set_user_attr("config", _jsonable(cfg.to_dict()))
+                to_go[spec] -= 1
+                asked = [(spec, trial, cfg)]  # inline, the trial runs inside submit
+                in_flight[executor.submit(trial_task, cfg, source, url, spec, trial._trial_id)] = asked.pop()
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in done:
+                spec, trial, cfg = in_flight.pop(future)
+                try:
+                    out = future.result()
+                except Exception as exc:  # noqa: BLE001 - its worker died: drop what is under way
+                    _drop(studies, [(spec, trial, cfg), *in_flight.values()], TrialState)
+                    executor.close(cancel=True)
+                    raise DinbenchError(f"a trial's worker process died ({exc.__class__.__name__}: killed, or out of "
+                                        "memory?); rerun the same command to continue (finished trials are kept)") from None
+                finished = _tell(studies[spec], trial, out, budget, TrialState)
+                if out.get("interrupted"):
+                    to_go[spec] += 1  # cut off by a stop: not counted
+                    continue
+                if on_trial is not None:
+                    on_trial(finished)
+    except KeyboardInterrupt:
+        executor.close(cancel=True)
+        _drop(studies, [*asked, *in_flight.values()], TrialState)
+        raise TuneInterrupted("tune interrupted; rerun the same command to continue (finished trials are kept)") from None
+    return studies
+
+
+def _drop(studies, running, TrialState) -> None:
+    """Mark trials cut off before they ended as failed, not counted: a rerun asks them again."""
+    for spec, trial, _ in list(running):
+        studies[spec].tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _tell(study, trial, out: dict[str, Any], budget: int, TrialState) -> Finished:
+    trial.set_user_attr("history", [g if math.isfinite(g) else None for g in out.get("history", [])])
+    trial.set_user_attr("best_epoch", int(out.get("best_epoch") or 0))
+    trial.set_user_attr("seconds", float(out.get("seconds") or 0.0))
+    if out.get("interrupted"):
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        state = "cut off"
+    elif out.get("pruned"):
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        state = "pruned"
+    elif out.get("error"):
+        trial.set_user_attr(COUNTED, True)
+        trial.set_user_attr("error", out["error"])
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        state = "failed"
+    else:
+        study.tell(trial, out["best"], skip_if_finished=True)
+        state = "complete"
+    best = _best(study)
+    return Finished(spec=study.study_name, number=trial.number, state=state, value=float(out.get("best", math.nan)),
+                    best=best.value if best is not None else math.nan, done=counts(study), budget=budget,
+                    params=dict(trial.params), note=out.get("error") or "")
+
+
+def _best(study):
+    """The best completed trial (ties: the earliest), or None."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
+# ---- the best trials, for `run --tuned`
+
+
+@dataclass(frozen=True)
+class Best:
+    """A pooler's best trial in a study."""
+
+    spec: str
+    number: int
+    value: float
+    config: dict[str, Any]
+    done: int
+    budget: int
+    searched: list[str]
+
+    def run_config(self, seed: int, **changes: Any) -> RunConfig:
+        return config_from_record(self.config, seed=seed, **changes)
+
+    def tag(self, study: str, path: Path, results_dir: Path) -> dict[str, Any]:
+        """The record's ``tuning`` field: which study and trial its settings came from."""
+        try:
+            where = str(path.relative_to(results_dir))
+        except ValueError:
+            where = str(path)
+        return {"study": study, "db": where, "pooler": self.spec, "trial": self.number,
+                "valid_gauc": self.value, "trials": self.done, "budget": self.budget, "searched": self.searched}
+
+
+def best_trials(path: Path, specs: list[str] | None = None) -> list[Best]:
+    """The best trial of every pooler in the study file ``path`` (only ``specs`` if given).
+
+    Refuses (DinbenchError) a study that does not exist, a pooler it has not tuned, or an unequal
+    budget: every pooler must have its study's full budget of counted trials."""
+    optuna = _optuna()
+    if not path.is_file():
+        raise DinbenchError(f"no study at {path}; make it with: dinbench tune --dataset {path.parent.name} "
+                            f"--study {path.stem} --pooler ... --trials N")
+    storage = _storage(storage_url(path))
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    wanted = names if specs is None else [poolers.canonical(s) for s in specs]
+    missing = [s for s in wanted if s not in names]
+    if missing:
+        raise DinbenchError(f"study '{path.stem}' has not tuned {', '.join(missing)} (it has {', '.join(names) or 'none'})")
+    out = []
+    budget = max(int(optuna.load_study(study_name=s, storage=storage).user_attrs.get("budget", 0)) for s in wanted)
+    for spec in wanted:
+        study = optuna.load_study(study_name=spec, storage=storage)
+        done = counts(study)
+        if done < budget:
+            raise DinbenchError(
+                f"study '{path.stem}': {spec} has {done} of {budget} trials; every pooler needs the same budget - "
+                f"finish it with: dinbench tune --dataset {path.parent.name} --study {path.stem} --pooler {spec} --trials {budget}")
+        best = _best(study)
+        if best is None:
+            raise DinbenchError(f"study '{path.stem}': no trial of {spec} completed (all pruned or failed)")
+        setup = study.user_attrs.get("setup", {})
+        space = setup.get("space", {})
+        names_searched = sorted(k for k, v in space.get("shared", {}).items() if "kind" in v) + sorted(
+            k for k, v in space.get("own", {}).get(poolers.parse_spec(spec)[0], {}).items() if "kind" in v)
+        out.append(Best(spec, best.number, float(best.value), dict(best.user_attrs["config"]), done, budget,
+                        names_searched))
+    return out
