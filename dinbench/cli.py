@@ -285,11 +285,11 @@ def tune(
     pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'; each gets the same budget."),
     trials: int = typer.Option(..., help="Trials per pooler (the budget, the same for every pooler); a study given more trials later runs only the missing ones."),
     space: str = typer.Option("default", help="default (the ranges declared on the options, docs/tuning.md) or a space file FILE.toml."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs cap of every trial (early stopping on valid GAUC within it) (default: 10)."),
+    epochs: Optional[int] = typer.Option(None, help=f"Epochs cap of every trial (early stopping on valid GAUC within it). {default_note(10)}"),
     seed: int = typer.Option(0, help="Training seed of every trial and the sampler's seed (TPE)."),
     study: str = typer.Option("default", help="Study name: results/_tuning/DATASET/STUDY.db; the same name resumes it."),
-    workers: Optional[int] = typer.Option(None, help="Trials at once (local process pool; default: cores / --threads). 1: in this process."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads per trial (default: cores / workers); workers x threads may not exceed the cores."),
+    workers: Optional[int] = typer.Option(None, help=f"Trials at once (local process pool); 1: in this process. {default_note('cores / --threads')}"),
+    threads: Optional[int] = typer.Option(None, help=f"torch CPU threads per trial; workers x threads may not exceed the cores. {default_note('cores / workers')}"),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
@@ -304,7 +304,7 @@ def tune(
                           load=lambda root, name: load_or_prepare(root, name, _say, console.status))
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def report(
     baseline: str = typer.Option(poolers.BASELINE, help="Pooler that RelaImpr and the p-values are measured against."),

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dinbench.cli import app
 
-COMMANDS = ["download", "import", "datasets", "poolers", "run", "sweep", "report"]
+COMMANDS = ["download", "import", "datasets", "poolers", "run", "sweep", "report", "tune"]
 WIDE = {"COLUMNS": "240", "TERM": "dumb"}
 
 
