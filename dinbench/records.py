@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,8 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
 
 
 def package_versions() -> dict[str, str]:
+    from importlib import metadata  # here: reading records (report) never needs it
+
     out = {"python": platform.python_version()}
     for pkg in ("dinbench", "torch", "numpy", "pandas", "pyarrow", "scikit-learn"):
         try:

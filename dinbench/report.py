@@ -335,13 +335,19 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
     table["vs_best"] = vs_best
 
 
-def _read_predictions(path, cache: dict) -> pd.DataFrame | None:
+def _read_predictions(path, cache: dict) -> dict[str, np.ndarray] | None:
+    """A run's test predictions as numpy columns (user, label, score), or None when unreadable.
+    pyarrow directly, not pandas: a report reads one file per compared seed, and the frame is
+    never needed."""
     if path is None or (isinstance(path, float) and np.isnan(path)):
         return None
     if path not in cache:
+        import pyarrow.parquet as pq
+
         try:
-            cache[path] = pd.read_parquet(path, columns=["user", "label", "score"])
-        except (OSError, ValueError):
+            table = pq.read_table(path, columns=["user", "label", "score"])
+            cache[path] = {c: table.column(c).to_numpy() for c in ("user", "label", "score")}
+        except (OSError, ValueError, KeyError):  # pyarrow's errors derive from these
             cache[path] = None
     return cache[path]
 
@@ -394,8 +400,8 @@ class Bootstraps:
             if frame is None:
                 self._parts[path] = None
             else:
-                users, labels = frame["user"].to_numpy(), frame["label"].to_numpy()
-                _, w, auc_u = gauc_parts(users, labels, frame["score"].to_numpy())
+                users, labels = frame["user"], frame["label"]
+                _, w, auc_u = gauc_parts(users, labels, frame["score"])
                 self._parts[path] = (users, labels, w, auc_u)
         return self._parts[path]
 
