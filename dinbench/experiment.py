@@ -24,29 +24,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dinbench import poolers
+from dinbench import paths, poolers
 from dinbench.config import OPTIONS
 from dinbench.errors import DinbenchError
 from dinbench.grid import Experiment, schema
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 
 def load(path: Path) -> dict[str, Any]:
     """The options of an experiment file, keys checked (values are checked by ``grid.resolve``)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DinbenchError(f"experiment file {path} does not exist; give the path of a .toml file") from None
-    except IsADirectoryError:
-        raise DinbenchError(f"experiment file {path} is a directory; give the path of a .toml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DinbenchError(f"cannot read experiment file {path} ({exc.__class__.__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DinbenchError(f"{path} is not valid TOML ({exc})") from None
+    data = paths.read_toml(path, "experiment file", "give the path of a .toml file")
     known = schema()
     for key, value in data.items():
         if key == "pooler_options":

@@ -168,3 +168,22 @@ def _owner(path: Path, options: Mapping[str, Path | None]) -> str | None:
 
 def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
+
+
+def read_toml(path: Path, what: str, fix: str) -> dict:
+    """The TOML file ``path`` (an experiment file, a tuning space, ...), or one DinbenchError line naming
+    ``what`` it is and, where the file is missing or a folder, the ``fix``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DinbenchError(f"{what} {path} does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise DinbenchError(f"{what} {path} is a directory; {fix}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DinbenchError(f"cannot read {what} {path} ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DinbenchError(f"{path} is not valid TOML ({exc})") from None

@@ -30,15 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dinbench import poolers
+from dinbench import paths, poolers
 from dinbench.config import OPTIONS
 from dinbench.errors import DinbenchError
 from dinbench.options import Option, Search
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 # Run options a space may not search or fix: what a trial is (dataset, pooler, seed), and what
 # cannot change the numbers or is not a per-run setting.
@@ -100,14 +95,7 @@ def default_space() -> Space:
 
 def load_space(path: Path) -> Space:
     """The default space with the ranges and fixed values of the space file ``path`` over it."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DinbenchError(f"space file {path} does not exist; give the path of a .toml file, or --space default") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DinbenchError(f"cannot read space file {path} ({exc.__class__.__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DinbenchError(f"{path} is not valid TOML ({exc})") from None
+    data = paths.read_toml(path, "space file", "give the path of a .toml file, or --space default")
     base = default_space()
     for key in data:
         if key not in ("shared", "pooler"):
