@@ -71,12 +71,12 @@ BST = About(
     "Behavior Sequence Transformer: a transformer encoder over the history and the candidate; "
     "pools the candidate's output",
     options=(
-        Option("layers", 1, "bst: transformer blocks.", int, check=at_least_one, search=choice(1, 2)),
+        Option("layers", 1, "transformer blocks.", int, check=at_least_one, search=choice(1, 2)),
         Option("heads", 2, "number of heads (divides the key width: 2 x embedding dim with joint groups).", int,
                check=at_least_one, search=choice(1, 2, 4)),
-        Option("position", "order", "bst: position embedding by 'order' (rank from the most recent), by 'time' "
+        Option("position", "order", "position embedding by 'order' (rank from the most recent), by 'time' "
                "(log2-bucketed age), or 'none'.", choices=BST_POSITIONS),
-        Option("dropout", 0.0, "bst: dropout in the transformer blocks (0: deterministic).", float,
+        Option("dropout", 0.0, "dropout in the transformer blocks (0: deterministic).", float,
                check=dropout_rate),
     ),
     uses_candidate=True,
