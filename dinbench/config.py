@@ -26,7 +26,7 @@ from dinbench.options import (
     Option, at_least_one, choice, fraction, log_uniform, positive, positive_number, sizes_at_least_one, zero_or_more,
 )
 
-ARCHITECTURES = ("ranking", "two-tower")
+ARCHITECTURES = ("ranking", "two-tower", "three-tower")  # the report sorts them: ranking, three-tower, two-tower
 COMPILE_MODES = ("auto", "off", "on", "cuda-graphs")
 
 
@@ -48,7 +48,8 @@ class RunConfig:
                           compared=False)
     architecture: str = _option(
         "ranking", "ranking (candidate meets history before the MLP), two-tower (user tower x item tower; "
-        "candidate-free poolers only), or both as 'ranking,two-tower'.", choices=ARCHITECTURES, axis=True,
+        "candidate-free poolers only), three-tower (two-tower plus a cross tower over history x candidate "
+        "counts, fused by a small MLP; candidate-free poolers only), or several as 'ranking,two-tower'.", choices=ARCHITECTURES, axis=True,
         compared=False)
     seed: int = _option(0, "First seed; runs use seed, seed+1, ...", int, compared=False)
     protocol: str = _option(

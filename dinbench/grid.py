@@ -76,7 +76,7 @@ class Experiment:
         for dataset in self.datasets:
             for arch in self.archs:
                 for p in self.specs:
-                    if arch == "two-tower" and poolers.uses_candidate(p):
+                    if arch != "ranking" and poolers.uses_candidate(p):
                         skipped += [p] if p not in skipped else []
                         continue
                     base = RunConfig(dataset=dataset, pooler=p, architecture=arch, seed=self.seed,
@@ -84,7 +84,7 @@ class Experiment:
                     configs += [base.replace(seed=self.seed + s) for s in range(self.seeds)]
         if not configs:
             raise DinbenchError(
-                f"{', '.join(skipped)} attend(s) to the candidate, which a two-tower user tower never sees; "
+                f"{', '.join(skipped)} attend(s) to the candidate, which a {'/'.join(a for a in self.archs if a != 'ranking')} user tower never sees; "
                 "use --architecture ranking or a candidate-free pooler (average, sum, max, last, time-decay, none)"
             )
         _check_buildable({(c.pooler, c.architecture): c for c in configs}.values())
@@ -105,7 +105,7 @@ class Grid:
     configs: list[RunConfig]
     specs: list[str]
     archs: list[str]
-    two_tower_skipped: list[str]  # candidate-dependent poolers left out of two-tower
+    two_tower_skipped: list[str]  # candidate-dependent poolers left out of two-tower and three-tower
 
 
 def _parse(opt: Option, value: Any, where: str | None) -> Any:

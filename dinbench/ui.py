@@ -44,7 +44,7 @@ def dataset_line(prepared, protocol: str) -> str:
 
 
 def run_label(cfg: RunConfig, with_dataset: bool = False) -> str:
-    label = f"{cfg.pooler} seed {cfg.seed}" + (" two-tower" if cfg.architecture == "two-tower" else "")
+    label = f"{cfg.pooler} seed {cfg.seed}" + (f" {cfg.architecture}" if cfg.architecture != "ranking" else "")
     return f"{cfg.dataset} {label}" if with_dataset else label
 
 
@@ -243,12 +243,17 @@ def print_results(console: Console, loaded: list[Loaded], title: str, out: Path)
                   + ("" if out == paths.results_dir() else f" --results-dir {out}"), highlight=False, soft_wrap=True)
 
 
+def _towers(archs) -> str:
+    """The tower architectures of a plan ('two-tower', 'two-tower/three-tower'): those that skip candidate poolers."""
+    return "/".join(a for a in archs if a != "ranking")
+
+
 def print_run_plan(console: Console, exp, planned, where: str, out: Path) -> None:
     where = f"; {where}" if where else ""
     console.print(f"{len(planned.configs)} run(s): {', '.join(planned.specs)} x {exp.seeds} seed(s), preset "
                   f"{exp.preset}, {' and '.join(planned.archs)}{where}; records go to {out}/")
     if planned.two_tower_skipped:
-        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate, "
+        console.print(f"{_towers(planned.archs)} skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate, "
                       "which the user tower never sees")
 
 
@@ -258,7 +263,7 @@ def print_sweep_plan(console: Console, exp, planned, todo, plan, out: Path, n_da
         f"dataset(s), {' and '.join(exp.archs)}; {len(todo.existing)} already done in {out}/ (skipped), "
         f"{len(todo.configs)} to run on {plan.describe()}; records go to {out}/")
     if planned.two_tower_skipped:
-        console.print(f"two-tower skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
+        console.print(f"{_towers(planned.archs)} skips {', '.join(planned.two_tower_skipped)}: they attend to the candidate")
     if any(todo.resume):
         console.print(f"{sum(map(bool, todo.resume))} interrupted run(s) continue from their checkpoints")
 

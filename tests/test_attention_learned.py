@@ -24,7 +24,9 @@ ATTENTION = [s for s in poolers.expand("all") if poolers.REGISTRY[s.split(":")[0
 # Measured with this fixture (1,000 users, 4 epochs): dot, bilinear and din:softmax put the own item
 # above every unrelated one in 93-100% of the judged rows (chance 21%); din:none and multihead learn
 # the same ordering more slowly (39-70%), so for them the test asks for clearly-above-chance only.
-SLOW_LEARNERS = {"din:none", "multihead:softmax", "multihead:none"}
+# bst (its weights: the last block's candidate attention, after the history tokens have attended to
+# one another) measured 56% own-item-above-every-unrelated, 69% top-is-related: the same class.
+SLOW_LEARNERS = {"din:none", "multihead:softmax", "multihead:none", "bst"}
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,17 @@ EXTRAS = [
     ("din:softmax", {"attention_activation": "dice", "outer_product": True}),
     ("din:none", {"attention_activation": "prelu", "outer_product": True}),
     ("multihead:none", {"heads": 2}),
+    ("bst", {"layers": 2, "position": "time"}),
+    ("bst", {"heads": 1, "position": "none"}),
 ]
 CONFIGS = [(spec, {}) for spec in ALL] + EXTRAS
-ATTENTION = ("dot", "bilinear", "din", "multihead")
+ATTENTION = ("dot", "bilinear", "din", "multihead", "bst")
 # order-free: the output ignores the order of the history (attention poolers here use no age)
 ORDER_FREE = [(s, {}) for s in ALL if not poolers.REGISTRY[s.split(":")[0]].cls.uses_order] + [
     ("time-decay", {"decay_age": "time"}),  # the ages move with their positions
     ("din:none", {"attention_activation": "dice"}),
+    ("bst", {"position": "none"}),  # the transformer alone is permutation-equivariant
+    ("bst", {"position": "time", "layers": 2}),  # the ages move with their positions
 ]
 
 
@@ -143,7 +147,7 @@ def test_normalised_weights_sum_to_one_and_pool_the_keys(seed, layout):
             sums = w.sum(dim=1)
             torch.testing.assert_close(sums[nonempty], torch.ones(int(nonempty.sum())), atol=1e-5, rtol=0)
             assert (sums[~nonempty] == 0).all(), spec
-        if not spec.startswith("multihead"):  # every other weighted pooler is sum_l w_l k_l
+        if not spec.startswith(("multihead", "bst")):  # every other weighted pooler is sum_l w_l k_l
             torch.testing.assert_close(out, torch.einsum("bl,bld->bd", w, keys), atol=1e-4, rtol=1e-5)
 
 
@@ -456,10 +460,10 @@ def test_make_activation():
 
 def test_registry_order_variants_and_defaults():
     assert list(poolers.REGISTRY) == ["none", "last", "sum", "average", "max", "time-decay", "dot", "bilinear",
-                                      "din", "multihead"]
+                                      "din", "multihead", "bst"]
     assert ALL == ["none", "last", "sum", "average", "max", "time-decay", "dot:softmax", "dot:none",
                    "bilinear:softmax", "bilinear:none", "din:none", "din:softmax", "multihead:softmax",
-                   "multihead:none"]
+                   "multihead:none", "bst"]
     for name in ("dot", "bilinear", "multihead"):
         assert poolers.canonical(name) == f"{name}:softmax"
     assert poolers.canonical("din") == "din:none"

@@ -10,6 +10,11 @@ Ranking (early fusion, the DIN paper's setting):
 Two-tower (late fusion, retrieval): the user tower never sees the candidate, so only
 candidate-independent poolers fit; score = <user_tower(pooled), item_tower(q)> + bias.
 
+Three-tower (pre-ranking): the two towers of two-tower plus a small cross tower over cheap
+user x candidate features counted from the history's ids (no embedding, no attention; see
+``cross_features``), fused late by a small MLP over [user, item, user * item, cross]. As in
+two-tower, the user tower never sees the candidate, so only candidate-independent poolers fit.
+
 Attention groups: ``joint`` pools the item ⊕ category embeddings with one pooler (as the paper's
 code does); ``separate`` pools items against items and categories against categories with two
 poolers of width embedding_dim and concatenates (as the paper's Fig. 2 draws it).
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 
 from dinbench.batches import Batch
+from dinbench.config import ARCHITECTURES
 from dinbench.errors import DinbenchError
 from dinbench.model.embeddings import FeatureEmbeddings
 from dinbench.layers.mlp import MLP
@@ -53,16 +59,16 @@ class CTRModel(nn.Module):
         """``make_pooler(dim)`` builds a pooler over keys of width ``dim``; ``sparse_embeddings``: the
         embedding tables get sparse gradients (for the row-sparse optimizers)."""
         super().__init__()
-        if architecture not in ("ranking", "two-tower") or attention_groups not in ("joint", "separate"):
+        if architecture not in ARCHITECTURES or attention_groups not in ("joint", "separate"):
             raise ValueError(f"unknown architecture {architecture!r} or attention groups {attention_groups!r}")
         self.embedding_dim, self.architecture = embedding_dim, architecture
         self.embeddings = FeatureEmbeddings(n_items, n_categories, embedding_dim, init_std, sparse_embeddings)
         d = self.embeddings.out_dim
         widths = [d] if attention_groups == "joint" else [embedding_dim, embedding_dim]
         self.poolers = nn.ModuleList(make_pooler(w) for w in widths)
-        if architecture == "two-tower" and self.poolers[0].uses_candidate:
+        if architecture != "ranking" and self.poolers[0].uses_candidate:
             raise DinbenchError(
-                f"pooler '{type(self.poolers[0]).__name__}' attends to the candidate, which a two-tower "
+                f"pooler '{type(self.poolers[0]).__name__}' attends to the candidate, which a {architecture} "
                 "user tower never sees; use it with --architecture ranking, or pick a candidate-free pooler"
             )
         if architecture == "ranking":
@@ -70,7 +76,11 @@ class CTRModel(nn.Module):
         else:
             self.user_tower = MLP(d, mlp_hidden, mlp_activation, out_dim=tower_dim)
             self.item_tower = MLP(d, mlp_hidden, mlp_activation, out_dim=tower_dim)
+        if architecture == "two-tower":
             self.bias = nn.Parameter(torch.zeros(()))
+        if architecture == "three-tower":
+            self.cross_tower = MLP(CROSS_FEATURES, (CROSS_DIM,), mlp_activation, out_dim=CROSS_DIM)
+            self.fusion = MLP(3 * tower_dim + CROSS_DIM, (FUSION_HIDDEN,), mlp_activation)
 
     def pool(self, q, packed: Packed, age) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(self.poolers) == 1:
@@ -94,4 +104,36 @@ class CTRModel(nn.Module):
         pooled, weights = self.pool(torch.zeros_like(q), packed, batch.age)
         user = self.user_tower(pooled)  # [B, T]
         item = self.item_tower(q)  # [B, T]
-        return (user * item).sum(-1) + self.bias, weights
+        if self.architecture == "two-tower":
+            return (user * item).sum(-1) + self.bias, weights
+        cross = self.cross_tower(cross_features(batch).to(q.dtype))  # [B, C]
+        return self.fusion(torch.cat([user, item, user * item, cross], dim=-1)), weights
+
+
+CROSS_FEATURES = 6
+CROSS_DIM = 8  # the cross tower's hidden and output width
+FUSION_HIDDEN = 32  # the late-fusion MLP's one hidden layer
+
+
+def cross_features(batch: Batch) -> torch.Tensor:
+    """[B, 6] cheap user x candidate features of the three-tower cross tower, from ids and the mask only:
+
+    log(1 + n same-category behaviours), their share of the history, recency of the latest one
+    1 / (1 + rank from the most recent real position) (0 if none), the same two counts' analogue for
+    the candidate's own item (log count, recency), and log(1 + history length). Padding (whatever
+    ids it holds) never counts.
+    """
+    mask = batch.mask
+    real = mask.float()  # [B, L]
+    rank = real.flip(1).cumsum(1).flip(1) - real  # [B, L]: 0 for the most recent real position
+    length = real.sum(1)  # [B]
+    out = []
+    for hist, target in ((batch.hist_category, batch.category), (batch.hist_item, batch.item)):
+        same = (hist == target.unsqueeze(1)) & mask  # [B, L]
+        count = same.float().sum(1)  # [B]
+        latest = rank.masked_fill(~same, float("inf")).min(1).values  # [B], inf when none
+        out += [torch.log1p(count), 1.0 / (1.0 + latest)]
+        if hist is batch.hist_category:
+            out.append(count / length.clamp(min=1.0))
+    out.append(torch.log1p(length))
+    return torch.stack(out, dim=-1)

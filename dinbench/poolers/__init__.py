@@ -62,6 +62,7 @@ REGISTRY: dict[str, Entry] = {
     "bilinear": Entry("bilinear:BilinearPooler", ("softmax", "none"), about.BILINEAR),
     "din": Entry("din:DINPooler", ("none", "softmax"), about.DIN),  # the paper's choice, 'none', is the default
     "multihead": Entry("multihead:MultiHeadPooler", ("softmax", "none"), about.MULTIHEAD),
+    "bst": Entry("bst:BSTPooler", about=about.BST),
 }
 
 # What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of

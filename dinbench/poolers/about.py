@@ -17,6 +17,11 @@ from dinbench.options import Option, at_least_one, choice, log_uniform, positive
 
 NORMALIZATIONS = ("none", "softmax")
 AGE_UNITS = ("position", "time")
+BST_POSITIONS = ("order", "time", "none")
+
+
+def dropout_rate(v) -> str | None:
+    return None if 0 <= v < 1 else "must lie in [0, 1)"
 
 
 @dataclass(frozen=True)
@@ -61,4 +66,19 @@ MULTIHEAD = About(
     options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one,
                     search=choice(1, 2, 4, 8)),),
     uses_candidate=True,
+)
+BST = About(
+    "Behavior Sequence Transformer: a transformer encoder over the history and the candidate; "
+    "pools the candidate's output",
+    options=(
+        Option("layers", 1, "transformer blocks.", int, check=at_least_one, search=choice(1, 2)),
+        Option("heads", 2, "number of heads (divides the key width: 2 x embedding dim with joint groups).", int,
+               check=at_least_one, search=choice(1, 2, 4)),
+        Option("position", "order", "position embedding by 'order' (rank from the most recent), by 'time' "
+               "(log2-bucketed age), or 'none'.", choices=BST_POSITIONS),
+        Option("dropout", 0.0, "dropout in the transformer blocks (0: deterministic).", float,
+               check=dropout_rate),
+    ),
+    uses_candidate=True,
+    uses_order=True,  # with position 'order'; 'time' and 'none' are order-free
 )
