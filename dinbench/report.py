@@ -54,6 +54,17 @@ def _grouping(r: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return key, poolers.canonical(r["pooler"]) + TUNED
 
 
+def tuned_settings(r: dict[str, Any]) -> str:
+    """A tuned run's chosen values of the axes its study searched ("lr=0.0012, attention_hidden=80-40"),
+    from its config (shared axes) or its pooler's options; "" for an untuned run."""
+    tuned = r.get("tuning")
+    if not tuned:
+        return ""
+    config, own = r["config"], r["config"].get("pooler_options") or {}
+    return ", ".join(f"{name}={_shown(config[name] if name in config else own.get(name))}"
+                     for name in tuned.get("searched", []))
+
+
 def baseline_label(label: str, baseline: str) -> str:
     """The baseline's label in the group of ``label``: 'average (tuned)' among tuned runs."""
     return baseline + TUNED if label.endswith(TUNED) else baseline
@@ -86,6 +97,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "wall_seconds": r.get("wall_seconds", np.nan),
                 "run_id": r["run_id"],
                 "predictions": predictions,
+                "settings": tuned_settings(r),
             }
         )
     return pd.DataFrame(rows)
@@ -255,6 +267,8 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
     add_statistics(table, runs, baseline, n_boot=n_boot)
     labels = config_labels(runs)
     table["config_label"] = [labels.get((d, c), "") for d, c in zip(table["dataset"], table["config"])]
+    if "settings" in runs and runs["settings"].astype(bool).any():  # tuned rows: each pooler's chosen settings
+        table["settings"] = [s for s in g["settings"].first()]
     return table.sort_values(
         ["dataset", "protocol", "config", "architecture", "gauc_mean"], ascending=[True, True, True, True, False]
     )
@@ -485,12 +499,14 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
     """
     labels = [c for c in LABEL_COLUMNS if c in ("dataset", "pooler") or table[c].nunique() > 1]
     constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
-    header = [*labels, "seeds", "test AUC", "test GAUC", *STAT_HEADERS[:1], "RelaImpr (GAUC)", *STAT_HEADERS[1:],
-              "best epoch", "train rows/s"]
+    settings = "settings" in table and table["settings"].astype(bool).any()  # tuned rows (dinbench tune)
+    header = [*labels, *(["settings"] if settings else []), "seeds", "test AUC", "test GAUC", *STAT_HEADERS[:1],
+              "RelaImpr (GAUC)", *STAT_HEADERS[1:], "best epoch", "train rows/s"]
     rows = []
     for _, r in table.iterrows():
         rows.append([
             *(_config_cell(r) if c == "config" else str(r[c]) for c in labels),
+            *([str(r["settings"]) or "—"] if settings else []),
             str(int(r["seeds"])),
             pm(r["auc_mean"], r["auc_std"], missing=None), pm(r["gauc_mean"], r["gauc_std"], missing=None),
             _ci(r.get("gauc_ci_low", np.nan), r.get("gauc_ci_high", np.nan)), _pct(r["relaimpr_gauc"]),
@@ -604,7 +620,7 @@ def render(table: pd.DataFrame, fmt: str, baseline: str) -> str:
     if fmt == "markdown":
         return md_table(header, rows) + "\n\n" + describe_constants(constants, baseline) + ".\n"
     if fmt == "latex":
-        n_labels = sum(1 for h in header if h in LABEL_COLUMNS)
+        n_labels = sum(1 for h in header if h in LABEL_COLUMNS or h == "settings")
         lines = [r"\begin{tabular}{" + "l" * n_labels + "r" * (len(header) - n_labels) + "}", r"\toprule",
                  " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
         lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]

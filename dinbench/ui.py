@@ -149,7 +149,7 @@ def print_table(console: Console, table, title: str, baseline: str, wide: bool =
     if wide:
         header, rows, constants = _report().display_rows(table)
         t = _table(header, rows, title, _report().describe_constants(constants, baseline),
-                   text=set(_report().LABEL_COLUMNS))
+                   text={*_report().LABEL_COLUMNS, "settings"})
         _print_fitted(console, t)
         return
     console.print(title, highlight=False, soft_wrap=True)

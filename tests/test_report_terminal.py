@@ -199,3 +199,28 @@ def test_sweep_names_the_stale_runs_of_its_results_folder(tmp_path):
     ui.warn_stale(err, tmp_path)  # what `dinbench sweep` calls before it starts
     lines = err.file.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: stale run killed")
+
+
+def test_tuned_rows_show_each_poolers_chosen_settings_in_wide_and_files(tmp_path):
+    """Issue 15: the wide table and every file format name the settings each tuned pooler ran at (the
+    study's searched axes, from the record's config and pooler options); untuned tables gain nothing."""
+    def tuned(run_id, pooler, lr, **own):
+        cfg = RunConfig(pooler=pooler, lr=lr, seed=0, pooler_options=own)
+        write_json_atomic(tmp_path / run_id / "record.json", {
+            "schema": SCHEMA, "run_id": run_id, "status": "completed",
+            "dataset": {"name": "synthetic", "fingerprint": "a" * 40}, "pooler": cfg.pooler,
+            "architecture": "ranking", "seed": 0, "config": cfg.to_dict(), "best_epoch": 1,
+            "test": {"auc": 0.7, "gauc": 0.7 + lr, "logloss": 0.5},
+            "tuning": {"study": "s", "db": "_tuning/synthetic/s.db", "pooler": pooler, "trial": 3,
+                       "searched": ["lr", *own]}})
+
+    tuned("a", "average", 0.002)
+    tuned("d", "din:softmax", 0.004, attention_hidden=[40, 20])
+    table = report.summarize(report.runs_frame(load_records(tmp_path)[0]), baseline="average")
+    header, rows, _ = report.display_rows(table)
+    cells = {r[header.index("pooler")]: r[header.index("settings")] for r in rows}
+    assert cells == {"average (tuned)": "lr=0.002", "din:softmax (tuned)": "lr=0.004, attention_hidden=40-20"}
+    assert "attention_hidden=40-20" in report.render(table, "csv", "average")
+    assert "lr=0.002" in report.render(table, "markdown", "average") and "lr=0.002" in report.render(table, "latex", "average")
+    assert "lr=0.004" in _shown(table, 240, wide=True)
+    assert "settings" not in report.summarize(_runs(), baseline="average")  # untuned: no column
