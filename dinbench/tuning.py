@@ -108,6 +108,11 @@ class Setup:
                          pooler_options=own)
 
 
+def load(path: Path, spec: str):
+    """The study of pooler ``spec`` in the study file ``path`` (read by the report's trials figure)."""
+    return _optuna().load_study(study_name=spec, storage=_storage(storage_url(path)))
+
+
 def _jsonable(value: Any) -> Any:
     import json
 

@@ -210,3 +210,47 @@ def test_tune_user_errors(cli, tiny_data_dir, tmp_path):
     assert_user_error(invoke("tune", "--trials", "1", "--space", str(tmp_path / "no.toml"), *dirs, dirs=False),
                       "does not exist")
     assert_user_error(invoke("run", "--tuned", dirs=True), "no study at")
+
+
+def test_the_report_draws_each_tuned_poolers_trials_from_its_study(tmp_path):
+    """Issue 15 item 3: per tuned pooler, valid GAUC against trial number and the spread of its trials,
+    read from the study the records point at (pruned trials at their last reported epoch)."""
+    import optuna
+
+    from dinbench import publish, report, tuning
+    from dinbench.atomic import write_json_atomic
+    from dinbench.config import RunConfig
+    from dinbench.figures.tuning_trials import TuningTrials, study_trials
+    from dinbench.records import SCHEMA, load_records
+
+    results = tmp_path / "results"
+    db = tuning.study_path(results, "synthetic", "s")
+    db.parent.mkdir(parents=True)
+    values = {"average": [0.60, 0.64, 0.62], "din:softmax": [0.66, 0.61, 0.70]}
+    for spec, vals in values.items():
+        study = optuna.create_study(study_name=spec, storage=tuning.storage_url(db), direction="maximize")
+        for v in vals:
+            study.add_trial(optuna.trial.create_trial(value=v, params={}, distributions={}))
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 0.55},
+                                                  params={}, distributions={}))
+        cfg = RunConfig(pooler=spec, seed=0)
+        write_json_atomic(results / spec.replace(":", "-") / "record.json", {
+            "schema": SCHEMA, "run_id": spec, "status": "completed", "pooler": cfg.pooler, "architecture": "ranking",
+            "dataset": {"name": "synthetic", "fingerprint": "a" * 40}, "seed": 0, "config": cfg.to_dict(),
+            "best_epoch": 1, "test": {"auc": 0.7, "gauc": max(vals), "logloss": 0.5},
+            "tuning": {"study": "s", "db": str(db.relative_to(results)), "pooler": spec, "trial": 0, "searched": ["lr"]}})
+    loaded = load_records(results)[0]
+    runs = report.runs_frame(loaded)
+    table = report.summarize(runs, baseline="average")
+    groups = list(publish.groups(loaded, runs, table, tmp_path / "plots", tmp_path, lambda *_: None))
+    assert len(groups) == 1
+    trials = study_trials(groups[0])
+    got = {p: sorted(g[g["state"] == "complete"]["valid_gauc"]) for p, g in trials.groupby("pooler")}
+    assert got == {f"{k} (tuned)": sorted(v) for k, v in values.items()}
+    assert sorted(trials[trials["state"] == "pruned"]["valid_gauc"]) == [0.55, 0.55]
+    (tmp_path / "plots").mkdir()
+    TuningTrials().add_to(groups[0])
+    (png, caption), = groups[0].section.figures
+    assert png.startswith("plots/tuning-trials_") and (tmp_path / png).is_file() and "budget" in caption
+    heading, md = groups[0].section.tables[0]
+    assert "din:softmax (tuned) | 4 | 1 | 0.7000 | 2" in md  # trials, pruned, best, best at trial

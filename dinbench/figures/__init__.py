@@ -30,7 +30,9 @@ from dinbench.figures.gauc_by_length import GaucByLength
 from dinbench.figures.intensity import Intensity
 from dinbench.figures.learning_curves import LearningCurves
 from dinbench.figures.relevant_attention import RelevantAttention
+from dinbench.figures.tuning_trials import TuningTrials
 
-FIGURES: list[Figure] = [GaucByLength(), LearningCurves(), Intensity(), AttentionCase(), RelevantAttention()]
+FIGURES: list[Figure] = [GaucByLength(), LearningCurves(), Intensity(), AttentionCase(), RelevantAttention(),
+                         TuningTrials()]
 
 __all__ = ["FIGURES", "Figure", "Group", "Section"]
