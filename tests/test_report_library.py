@@ -181,7 +181,8 @@ def test_listing_shows_prepared_counts_and_embedded_datasets_not_yet_prepared(ti
 
 def test_every_figure_is_listed_once_with_its_own_file_name():
     names = [f.name for f in figures.FIGURES]
-    assert names == ["gauc-by-length", "learning-curves", "intensity", "attention-case", "relevant-attention"]
+    assert names == ["gauc-by-length", "learning-curves", "intensity", "attention-case", "relevant-attention",
+                     "tuning-trials"]
     assert all(isinstance(f, Figure) and f.step for f in figures.FIGURES)
 
 
