@@ -64,9 +64,9 @@ def check(cfg, device: torch.device, world: int) -> None:
     """Refuse, in one line, a run that ``--compile cuda-graphs`` cannot train as it would eagerly."""
     if cfg.compile != "cuda-graphs":
         return
-    if torch.device(device).type != "cuda":
-        raise DinbenchError(f"--compile cuda-graphs needs a CUDA device (this run trains on {torch.device(device).type}); "
-                            "use --compile on, or --device cuda")
+    from dinbench.runtime import check_compile
+
+    check_compile(cfg.compile, device)  # a CUDA device (the one place that says so)
     refusals = [
         (world > 1, "one process (DistributedDataParallel all-reduces outside the graph)", "train without --distributed"),
         (cfg.l2_minibatch > 0, "no --l2-minibatch (its distinct-row count is a host sync)", "set --l2-minibatch 0"),
