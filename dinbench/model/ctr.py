@@ -95,9 +95,11 @@ class CTRModel(nn.Module):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self.embeddings(batch.item, batch.category)  # [B, D]
         at = (batch.row, batch.pos)  # [N], [N]: the real history positions, row-major
-        keys = self.embeddings(batch.hist_item[at], batch.hist_category[at])  # [N, D]
-        packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real)
+        items, categories = batch.hist_item[at], batch.hist_category[at]  # [N], [N]
+        keys = self.embeddings(items, categories)  # [N, D]
+        packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real, items, categories)
         if self.architecture == "ranking":
+            packed.query_items, packed.query_categories = batch.item, batch.category  # [B], [B]
             pooled, weights = self.pool(q, packed, batch.age)  # [B, D], [B, L]
             return self.mlp(torch.cat([q, pooled], dim=-1)), weights
         # two-tower: the user side is computed without the candidate

@@ -16,6 +16,7 @@ the padded computation up to float summation order. Weights handed back to calle
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,12 @@ class Packed:
     # a static batch (CUDA graphs) lists padding positions too, to a fixed N (BehaviourStore.batch_static)
     counts: torch.Tensor | None = None  # [B] positions listed per row, contiguous (None: mask.sum(1))
     real: torch.Tensor | None = None  # [N] bool, True where a listed position is real (None: all are)
+    # the ids behind the embeddings, for poolers that select or sample by id (long-sequence retrieval by
+    # category, DIEN's negatives); None where a caller only has embeddings (a padded ``forward``)
+    items: torch.Tensor | None = None  # [N] long: item id of each listed position
+    categories: torch.Tensor | None = None  # [N] long: its category id
+    query_items: torch.Tensor | None = None  # [B] long: the candidate's item id
+    query_categories: torch.Tensor | None = None  # [B] long: the candidate's category id
 
     @classmethod
     def from_padded(cls, keys: torch.Tensor, mask: torch.Tensor) -> "Packed":
@@ -47,7 +54,7 @@ class Packed:
 
     def narrow(self, columns: slice) -> "Packed":
         """The same positions with keys[:, columns] (one attention group of the embedding)."""
-        return Packed(self.keys[:, columns], self.row, self.pos, self.mask, self.counts, self.real)
+        return dataclasses.replace(self, keys=self.keys[:, columns])
 
     def at_rows(self, x: torch.Tensor) -> torch.Tensor:
         """A per-row tensor x [B, ...] -> [N, ...], row ``row[n]`` for each real position.
