@@ -423,7 +423,7 @@ def tabulate(err: Console, out: Path, baseline: str, dataset: str | None, pooler
 
 def print_poolers(console: Console) -> None:
     table = Table(title="poolers")
-    for col in ("name", "variants (normalisation)", "options", "description"):
+    for col in ("name", "variants", "options", "description"):
         table.add_column(col)
     for name, entry in poolers.REGISTRY.items():
         variants = ", ".join(f"{name}:{v}" + (" (default)" if i == 0 else "") for i, v in enumerate(entry.variants))

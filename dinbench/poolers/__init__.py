@@ -5,7 +5,8 @@ the class, and torch with it, only when a pooler is built: listing poolers, pars
 ``--help`` stay fast.
 
 A pooler is addressed on the command line as ``name`` or ``name:variant``; attention poolers take
-their normalisation as the variant (``din:none``, ``din:softmax``). A pooler's other options
+their normalisation as the variant (``din:none``, ``din:softmax``); a pooler whose variant is something
+else names the constructor keyword it is passed as (``Entry.variant_option``). A pooler's other options
 (``half_life``, ``attention_hidden``, ...) are declared with its description in dinbench.poolers.about (``About.options``) and are
 keyword options of ``build``; the command line, experiment files and records take them from there.
 """
@@ -31,9 +32,11 @@ class Entry:
     use) with its declaration ``about``; a class given directly carries its own declaration."""
 
     target: Any  # type[Pooler] | str
-    variants: tuple[str, ...] = ()  # normalisations it accepts; first = default
-    # ^ empty for poolers without a normalisation choice
+    variants: tuple[str, ...] = ()  # the variants it accepts (``din:softmax``); first = default
+    # ^ empty for poolers without a variant
     about: About | None = None
+    variant_option: str = "normalization"  # the constructor keyword a variant is passed as
+    # ^ attention poolers' variant is their normalisation; another pooler may name its own ('mode', ...)
 
     @property
     def cls(self) -> type[Pooler]:
@@ -135,8 +138,10 @@ def resolve_options(spec: str, given: dict[str, Any]) -> dict[str, Any]:
     name, _ = parse_spec(spec)
     declared = {o.name: o for o in options(name)}
     for key in given:
-        if key == "normalization" and REGISTRY[name].variants:
-            raise DinbenchError(f"give the normalisation of '{name}' as the variant ({name}:softmax, {name}:none), not as an option")
+        entry = REGISTRY[name]
+        if entry.variants and key == entry.variant_option:
+            shown = ", ".join(f"{name}:{v}" for v in entry.variants)
+            raise DinbenchError(f"give the {key} of '{name}' as the variant ({shown}), not as an option")
         if key not in declared:
             raise DinbenchError(f"pooler '{name}' has no option '{key}'; its options: {', '.join(declared) or 'none'}")
     return {k: o.parse(given[k]) if k in given else o.default for k, o in declared.items()}
@@ -177,7 +182,7 @@ def build(spec: str, dim: int, **opts) -> Pooler:
     name, variant = parse_spec(spec)
     values = resolve_options(spec, opts)
     if variant is not None:
-        values["normalization"] = variant
+        values[REGISTRY[name].variant_option] = variant
     try:
         return REGISTRY[name].cls(dim, **values)
     except ValueError as e:
