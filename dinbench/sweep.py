@@ -16,7 +16,8 @@ Where records go:
   travels the other way through Ray's object store (``ray.put`` once per dataset), so the nodes
   need dinbench installed but no copy of the data.
 
-Ray is optional (``pip install 'dinbench[ray]'``) and imported only inside ``_execute_ray``.
+Ray is optional (``pip install 'dinbench[ray]'``) and imported only inside ``import_ray`` (when a
+sweep or ``dinbench tune`` runs on Ray).
 """
 
 from __future__ import annotations
@@ -348,14 +349,20 @@ def _fit_cluster(plan: Plan, ray) -> None:
                             "use --device cpu, or a smaller --gpus-per-run")
 
 
-def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
-                 on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any]) -> None:
+def import_ray():
+    """The ``ray`` module, or a one-line DinbenchError saying how to install it (Ray is optional)."""
     try:
         import ray
     except ImportError:
         raise DinbenchError("--executor ray needs Ray, which is not installed: pip install 'dinbench[ray]'") from None
-    import json
+    return ray
 
+
+def connect_ray(plan: Plan):
+    """Connect to the Ray cluster of ``plan`` and check its tasks fit a node (``_fit_cluster``); the
+    ``ray`` module. Every failure is one line. The caller calls ``ray.shutdown()`` when done.
+    Used by ray sweeps and by ``dinbench tune --executor ray``."""
+    ray = import_ray()
     try:
         ray.init(address=plan.address, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -365,6 +372,18 @@ def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
         ) from None
     try:
         _fit_cluster(plan, ray)
+    except BaseException:
+        ray.shutdown()
+        raise
+    return ray
+
+
+def _execute_ray(plan: Plan, todo: list[RunConfig], results_dir: Path,
+                 on_done: Callable[[RunConfig, Outcome], None], shipped: dict[str, Any]) -> None:
+    import json
+
+    ray = connect_ray(plan)
+    try:
         refs = {name: ray.put(prepared) for name, prepared in shipped.items()}
         task = ray.remote(num_cpus=plan.threads, num_gpus=plan.gpus_per_run, max_retries=0)(_ray_task)
         pending = {task.remote(cfg, refs[cfg.dataset], plan.threads, sys.argv): cfg for cfg in todo}
