@@ -288,19 +288,23 @@ def tune(
     epochs: Optional[int] = typer.Option(None, help=f"Epochs cap of every trial (early stopping on valid GAUC within it). {default_note(10)}"),
     seed: int = typer.Option(0, help="Training seed of every trial and the sampler's seed (TPE)."),
     study: str = typer.Option("default", help="Study name: results/_tuning/DATASET/STUDY.db; the same name resumes it."),
-    workers: Optional[int] = typer.Option(None, help=f"Trials at once (local process pool); 1: in this process. {default_note('cores / --threads')}"),
-    threads: Optional[int] = typer.Option(None, help=f"torch CPU threads per trial; workers x threads may not exceed the cores. {default_note('cores / workers')}"),
+    executor: str = typer.Option("local", help="local: trials on this machine (in this process, or a process pool with --workers); ray: Ray tasks on a running cluster, as many at once as its nodes hold, the study kept by this process (needs `pip install " + escape("'dinbench[ray]'") + "`)."),
+    workers: Optional[int] = typer.Option(None, help=f"local: trials at once (process pool); 1: in this process. {default_note('cores / --threads')}"),
+    threads: Optional[int] = typer.Option(None, help=f"torch CPU threads per trial; local workers x threads may not exceed the cores; on Ray the CPUs each trial reserves. {default_note('local: cores / workers; ray: 1')}"),
+    address: Optional[str] = typer.Option(None, "--address", "--ray-address", help="ray: cluster address, e.g. 10.0.0.1:6379. " + default_note("$RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray")),
+    gpus_per_run: Optional[float] = typer.Option(None, help="ray: GPUs each trial reserves (a fraction shares a GPU). " + default_note("1 with --device cuda, or with auto on a cluster that has GPUs; else 0")),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     data_dir: Optional[Path] = DataDir,
     results_dir: Optional[Path] = ResultsDir,
 ) -> None:
-    """Tune every pooler with the same budget on validation (Optuna TPE, median pruner); resumable.
+    """Tune every pooler with the same budget on validation (Optuna TPE, median pruner); resumable;
+    trials in parallel in a local process pool or on a Ray cluster, as `dinbench sweep` runs them.
     Then `dinbench run --tuned --seeds 5` runs the seeds at each pooler's best settings (docs/tuning.md)."""
     from dinbench import tune_cli
 
     tune_cli.tune_command(console, dataset=dataset, pooler=pooler, trials=trials, space=space, epochs=epochs,
                           seed=seed, study=study, workers=workers, threads=threads, device=device, data_dir=data_dir,
-                          results_dir=results_dir,
+                          results_dir=results_dir, executor=executor, address=address, gpus_per_run=gpus_per_run,
                           load=lambda root, name: load_or_prepare(root, name, _say, console.status))
 
 

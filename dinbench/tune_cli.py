@@ -1,9 +1,10 @@
 """The bodies of ``dinbench tune`` and ``dinbench run --tuned`` (the commands are declared in cli.py).
 
-``tune``: check the options, load the dataset, open (or resume) the study, run the trials with a
-progress bar per pooler (trials done / budget, best valid GAUC so far), then print each pooler's
-best trial. ``run --tuned``: the grid of each pooler's best settings x seeds, with the record tag
-that says which study and trial they came from.
+``tune``: check the options, load the dataset, open (or resume) the study, run the trials (in
+this process, the local process pool or on Ray) with a progress bar per pooler (trials done /
+budget, best valid GAUC so far), then print each pooler's best trial. ``run --tuned``: the grid
+of each pooler's best settings x seeds, with the record tag that says which study and trial they
+came from.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dinbench.errors import DinbenchError
 
 def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, space: str, epochs: int | None,
                  seed: int, study: str, workers: int | None, threads: int | None, device: str,
-                 data_dir: Path | None, results_dir: Path | None, load: Callable[[Path, str], Any]) -> None:
+                 data_dir: Path | None, results_dir: Path | None, load: Callable[[Path, str], Any],
+                 executor: str = "local", address: str | None = None, gpus_per_run: float | None = None) -> None:
     """``dinbench tune``; ``load(root, name)`` loads (or makes synthetic) the prepared dataset."""
     from dinbench import space as space_mod
     from dinbench import sweep, tuning
@@ -41,6 +43,9 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
         settings["epochs"] = OPTIONS["epochs"].parse(epochs)
     settings["device"] = OPTIONS["device"].parse(device)
     OPTIONS["seed"].parse(seed)
+    sweep.plan(executor, 1, workers, threads, gpus_per_run, settings["device"], address)  # the executor options
+    if executor == "ray":
+        sweep.import_ray()  # missing: one line, before any study file is made
     for spec in specs:  # every fixed value and pooler checked before any work
         RunConfig(dataset=dataset, pooler=spec, seed=seed, **settings,
                   pooler_options={k: v for k, v in chosen.for_pooler(spec).items()
@@ -52,19 +57,22 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
     setup = tuning.Setup(dataset, prepared.fingerprint, chosen, settings, seed)
     studies = tuning.open_studies(path, setup, specs, trials)
     to_run = sum(max(0, trials - tuning.counts(s)) for s in studies.values())
-    plan = sweep.plan("local", max(1, to_run), workers, threads, None, settings["device"], None)
-    console.print(f"tune {study}: {', '.join(specs)} on {dataset}, {trials} trial(s) each ({to_run} to run), "
-                  f"epochs cap {settings.get('epochs', OPTIONS['epochs'].default)}, seed {seed}, space "
-                  f"{space} ({chosen.digest()}); {plan.describe()}; study in {path}")
-    for line in chosen.lines():
-        console.print(f"  {escape(line)}", highlight=False)
-    if plan.workers > 1:
-        executor, source = tuning.PoolExecutor(plan), str(root)
+    plan = sweep.plan(executor, max(1, to_run), workers, threads, gpus_per_run, settings["device"], address)
+    if plan.executor == "ray":  # connects (one line if it cannot) and counts the trials the cluster holds at once
+        runner, source = (tuning.RayExecutor(plan, prepared) if to_run else tuning.InlineExecutor()), None
+        at_once = f"; up to {runner.workers} trial(s) at once" if to_run else ""
+    elif plan.workers > 1:
+        runner, source, at_once = tuning.PoolExecutor(plan), str(root), ""
     else:
         from dinbench.runtime import set_threads
 
         set_threads(plan.threads)
-        executor, source = tuning.InlineExecutor(), prepared
+        runner, source, at_once = tuning.InlineExecutor(), prepared, ""
+    console.print(f"tune {study}: {', '.join(specs)} on {dataset}, {trials} trial(s) each ({to_run} to run), "
+                  f"epochs cap {settings.get('epochs', OPTIONS['epochs'].default)}, seed {seed}, space "
+                  f"{space} ({chosen.digest()}); {plan.describe()}{at_once}; study in {path}")
+    for line in chosen.lines():
+        console.print(f"  {escape(line)}", highlight=False)
     started = time.time()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best valid GAUC {task.fields[best]}"), TimeElapsedColumn(), console=console,
@@ -84,9 +92,9 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
                                    highlight=False, soft_wrap=True)
 
         try:
-            tuning.tune(setup, specs, trials, path, executor, source, on_trial, studies)
+            tuning.tune(setup, specs, trials, path, runner, source, on_trial, studies)
         finally:
-            executor.close()
+            runner.close()
     console.print(f"{to_run} trial(s) run in {time.time() - started:.1f}s")
     print_best(console, studies, trials)
     console.print(f"seeds at each pooler's best settings: dinbench run --tuned --study {study} --dataset {dataset} "

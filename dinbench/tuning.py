@@ -21,10 +21,15 @@ values (its own axes are drawn after the shared ones).
 The test split is never read: a trial trains on a copy of the prepared dataset whose test split
 has no rows (``blind``), and the objective reads valid GAUC only.
 
-Trials run in the driver (one worker) or in the local sweep executor's process pool
+Trials run in the driver (one worker), in the local sweep executor's process pool
 (``dinbench.sweep.local_pool``: spawned processes, torch threads pinned, workers x threads at
-most the cores). Pool workers report per-epoch valid GAUC to the study's SQLite file themselves,
-which is what the pruner reads.
+most the cores), or as Ray tasks (``RayExecutor``: the sweep's Ray connection and task sizing).
+Pool workers report per-epoch valid GAUC to the study's SQLite file themselves, which is what the
+pruner reads. Ray workers may not share the driver's disk: only the driver opens the study; a Ray
+task gets the config, the prepared data without its test split (through Ray's object store) and
+the completed trials' per-epoch values as they were when it was asked, prunes itself against those
+with the study's own pruner, and returns its per-epoch values, which the driver writes to the study.
+With more than one trial at once TPE asks with the constant liar (running trials count as bad).
 """
 
 from __future__ import annotations
@@ -139,7 +144,7 @@ def open_studies(path: Path, setup: Setup, specs: list[str], budget: int) -> dic
     for spec in specs:
         study = optuna.create_study(study_name=spec, storage=storage, direction="maximize", load_if_exists=True,
                                     sampler=_sampler(setup.seed, 0),
-                                    pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP, n_warmup_steps=1))
+                                    pruner=_pruner())
         old = study.user_attrs.get("setup")
         if old is None:
             study.set_user_attr("setup", identity)
@@ -164,10 +169,18 @@ def _draw_index(study) -> int:
                if not (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)))
 
 
+def _pruner():
+    """The pruner of every study (and of a Ray task's copy of one)."""
+    return _optuna().pruners.MedianPruner(PRUNER_STARTUP, n_warmup_steps=1)
+
+
 def _sampler(seed: int, number: int):
     """TPE seeded from (seed, trial number): the draws of trial n depend on the study's history only."""
     optuna = _optuna()
-    return optuna.samplers.TPESampler(seed=(seed * 1_000_003 + number) % 2**32, n_startup_trials=STARTUP_TRIALS)
+    # constant liar: a trial asked while others run is steered away from them (Optuna 5's default,
+    # explicit for Optuna 4); with one trial at a time nothing is running and it changes nothing
+    return optuna.samplers.TPESampler(seed=(seed * 1_000_003 + number) % 2**32, n_startup_trials=STARTUP_TRIALS,
+                                      constant_liar=True)
 
 
 def blind(prepared):
@@ -233,8 +246,7 @@ def trial_task(cfg: RunConfig, source, url: str, study_name: str, trial_id: int)
         source = _PREPARED[key]
     from dinbench import sweep
 
-    study = optuna.load_study(study_name=study_name, storage=_storage(url),
-                              pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP, n_warmup_steps=1))
+    study = optuna.load_study(study_name=study_name, storage=_storage(url), pruner=_pruner())
     trial = optuna.trial.Trial(study, trial_id)
 
     def report(epoch: int, gauc: float) -> bool:
@@ -245,6 +257,42 @@ def trial_task(cfg: RunConfig, source, url: str, study_name: str, trial_id: int)
 
     stop = sweep._STOP.is_set if sweep._STOP is not None else None
     return run_trial(cfg, source, report, stop)
+
+
+def completed_curves(study) -> list[tuple[float, dict[int, float]]]:
+    """What the pruner reads of ``study`` now: (value, per-epoch valid GAUC) of its completed trials."""
+    from optuna.trial import TrialState
+
+    return [(float(t.value), dict(t.intermediate_values))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+
+
+def snapshot_report(completed: list[tuple[float, dict[int, float]]]) -> Callable[[int, float], bool]:
+    """A trial's ``report(epoch, gauc)`` against a copy of the study's completed trials (in memory):
+    the study's own pruner, deciding as it would on the study file holding just those trials."""
+    optuna = _optuna()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0), pruner=_pruner())
+    for value, curve in completed:
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values=curve, params={}, distributions={}))
+    trial = study.ask()
+
+    def report(epoch: int, gauc: float) -> bool:
+        if not math.isfinite(gauc):
+            return False
+        trial.report(gauc, epoch)
+        return trial.should_prune()
+
+    return report
+
+
+def ray_trial_task(cfg: RunConfig, prepared, threads: int,
+                   completed: list[tuple[float, dict[int, float]]]) -> dict[str, Any]:
+    """One trial in a Ray task: ``run_trial`` with torch on ``threads`` threads, pruned against
+    ``completed`` (the driver's snapshot); opens no file of the driver's (it may be on another node)."""
+    from dinbench.runtime import set_threads
+
+    set_threads(threads)
+    return run_trial(cfg, prepared, snapshot_report(completed))
 
 
 # ---- the driver
@@ -265,7 +313,29 @@ class Finished:
     note: str = ""
 
 
-class InlineExecutor:
+class _FutureExecutor:
+    """An executor of ``concurrent.futures`` futures whose trials report to the study file themselves."""
+
+    workers = 1
+    driver_reports = False  # the trials write their per-epoch values to the study (the pruner reads them live)
+
+    def submit(self, fn, *args) -> Future:
+        raise NotImplementedError
+
+    def submit_trial(self, cfg: RunConfig, source, url: str, study, trial) -> Future:
+        return self.submit(trial_task, cfg, source, url, study.study_name, trial._trial_id)
+
+    def wait(self, pending: list[Future]) -> set[Future]:
+        return wait(pending, return_when=FIRST_COMPLETED)[0]
+
+    def result(self, future: Future) -> dict[str, Any]:
+        return future.result()
+
+    def failure(self, exc: BaseException) -> str:
+        return f"a trial's worker process died ({exc.__class__.__name__}: killed, or out of memory?)"
+
+
+class InlineExecutor(_FutureExecutor):
     """Trials one after another in this process (``--workers 1``), as futures already done."""
 
     workers = 1
@@ -282,7 +352,7 @@ class InlineExecutor:
         pass
 
 
-class PoolExecutor:
+class PoolExecutor(_FutureExecutor):
     """Trials in the local sweep executor's process pool."""
 
     def __init__(self, plan) -> None:
@@ -300,12 +370,81 @@ class PoolExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def ray_slots(nodes: list[dict[str, Any]], cpus: float, gpus: float) -> int:
+    """How many tasks of ``cpus`` CPUs and ``gpus`` GPUs the alive ``nodes`` (``ray.nodes()``) hold at
+    once: the trials ``tune`` keeps in flight on Ray (at least 1)."""
+    slots = 0
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fit = int(have.get("CPU", 0) / cpus + 1e-9) if cpus else 1 << 30
+        if gpus:
+            fit = min(fit, int(have.get("GPU", 0) / gpus + 1e-9))
+        slots += fit
+    return max(1, slots)
+
+
+class RayExecutor:
+    """Trials as Ray tasks (``dinbench tune --executor ray``), sized as a ray sweep sizes its runs
+    (``--threads`` CPUs, ``--gpus-per-run`` GPUs each; ``dinbench.sweep.connect_ray``).
+
+    As many trials are in flight as the cluster's nodes hold such tasks (``ray_slots``): as in a ray
+    sweep, the cluster decides, not ``--workers``. The prepared data goes to the object store once,
+    without its test split. The driver keeps the study: a task is given the completed trials'
+    per-epoch values (``completed_curves``) and returns its own, which the driver writes."""
+
+    driver_reports = True
+
+    def __init__(self, plan, prepared) -> None:
+        from dinbench import sweep
+
+        self.ray = sweep.connect_ray(plan)
+        try:
+            self.threads = plan.threads
+            self.workers = ray_slots(self.ray.nodes(), plan.threads, plan.gpus_per_run or 0)
+            self.data = self.ray.put(blind(prepared))
+            self.task = self.ray.remote(num_cpus=plan.threads, num_gpus=plan.gpus_per_run, max_retries=0)(ray_trial_task)
+        except BaseException:
+            self.ray.shutdown()
+            raise
+        self.pending: set[Any] = set()
+
+    def submit_trial(self, cfg: RunConfig, source, url: str, study, trial):
+        ref = self.task.remote(cfg, self.data, self.threads, completed_curves(study))
+        self.pending.add(ref)
+        return ref
+
+    def wait(self, pending: list[Any]) -> list[Any]:
+        return self.ray.wait(list(pending), num_returns=1)[0]
+
+    def result(self, ref) -> dict[str, Any]:
+        self.pending.discard(ref)
+        return self.ray.get(ref)
+
+    def failure(self, exc: BaseException) -> str:
+        from dinbench.sweep import _one_line
+
+        return f"a trial's Ray task failed ({_one_line(exc)})"
+
+    def close(self, cancel: bool = False) -> None:
+        if self.ray is None:
+            return  # closed already (on a failure, then by the caller's finally)
+        if cancel:
+            for ref in self.pending:
+                self.ray.cancel(ref)
+        self.pending.clear()
+        self.ray.shutdown()
+        self.ray = None
+
+
 def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, source,
          on_trial: Callable[[Finished], None] | None = None, studies: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run trials until every pooler of ``specs`` has ``budget`` counted trials; returns the studies.
 
-    ``source``: the Prepared (inline) or the data dir as a string (pool). Poolers take turns, the
-    one with the most trials to go first, so a stopped tune leaves them nearly level.
+    ``source``: the Prepared (inline) or the data dir as a string (pool); a RayExecutor holds its
+    own. Poolers take turns, the one with the most trials to go first, so a stopped tune leaves them
+    nearly level.
     """
     _optuna()
     from optuna.trial import TrialState
@@ -313,7 +452,7 @@ def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, sour
     studies = studies if studies is not None else open_studies(path, setup, specs, budget)
     url = storage_url(path)
     to_go = {spec: max(0, budget - counts(studies[spec])) for spec in specs}
-    in_flight: dict[Future, tuple[str, Any, RunConfig]] = {}
+    in_flight: dict[Any, tuple[str, Any, RunConfig]] = {}  # future (or Ray ref) -> its trial
     asked: list[tuple[str, Any, RunConfig]] = []
     try:
         while any(to_go.values()) or in_flight:
@@ -327,17 +466,18 @@ def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, sour
                 trial.set_user_attr("config", _jsonable(cfg.to_dict()))
                 to_go[spec] -= 1
                 asked = [(spec, trial, cfg)]  # inline, the trial runs inside submit
-                in_flight[executor.submit(trial_task, cfg, source, url, spec, trial._trial_id)] = asked.pop()
-            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for future in done:
+                in_flight[executor.submit_trial(cfg, source, url, study, trial)] = asked.pop()
+            for future in executor.wait(list(in_flight)):
                 spec, trial, cfg = in_flight.pop(future)
                 try:
-                    out = future.result()
+                    out = executor.result(future)
                 except Exception as exc:  # noqa: BLE001 - its worker died: drop what is under way
                     _drop(studies, [(spec, trial, cfg), *in_flight.values()], TrialState)
                     executor.close(cancel=True)
-                    raise DinbenchError(f"a trial's worker process died ({exc.__class__.__name__}: killed, or out of "
-                                        "memory?); rerun the same command to continue (finished trials are kept)") from None
+                    raise DinbenchError(f"{executor.failure(exc)}; rerun the same command to continue "
+                                        "(finished trials are kept)") from None
+                if getattr(executor, "driver_reports", False):
+                    _report_history(trial, out)
                 finished = _tell(studies[spec], trial, out, budget, TrialState)
                 if out.get("interrupted"):
                     to_go[spec] += 1  # cut off by a stop: not counted
@@ -349,6 +489,13 @@ def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, sour
         _drop(studies, [*asked, *in_flight.values()], TrialState)
         raise TuneInterrupted("tune interrupted; rerun the same command to continue (finished trials are kept)") from None
     return studies
+
+
+def _report_history(trial, out: dict[str, Any]) -> None:
+    """Write a trial's per-epoch valid GAUC to the study from the driver (Ray: the task could not)."""
+    for epoch, gauc in enumerate(out.get("history", []), 1):
+        if math.isfinite(gauc):
+            trial.report(gauc, epoch)
 
 
 def _drop(studies, running, TrialState) -> None:
