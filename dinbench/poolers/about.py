@@ -63,8 +63,8 @@ DIN = About(
 )
 # The long-sequence retrieval poolers (sim, eta) share the retrieval budget and the activation unit's options.
 TOP_K = Option(
-    "top_k", 50, "positions retrieved per history before the attention (the K of SIM/ETA; 50 = the paper "
-    "benchmark's --max-len, so the attention costs what din's does on the histories it was designed for).",
+    "top_k", 50, "behaviours retrieved per history for the attention (SIM/ETA's K; 50 = the default "
+    "--max-len: the attention costs what din's costs on the histories it was designed for).",
     int, check=at_least_one, search=choice(16, 50, 100, 200))
 RETRIEVAL_ATTENTION = DIN.options[:2]  # attention_hidden, attention_activation: the same unit as din's
 SIM = About(
