@@ -75,13 +75,15 @@ def download(
     users: Optional[int] = typer.Option(None, help=f"synthetic: number of users. {default_note(2500)}"),
     topics: Optional[int] = typer.Option(None, help=f"synthetic: number of hidden interest topics. {default_note(50)}"),
     mean_length: Optional[float] = typer.Option(None, help=f"synthetic: mean behaviours per user. {default_note(24)}"),
+    max_length: Optional[int] = typer.Option(None, help=f"synthetic: most behaviours per user (long histories for --max-len 1000: raise it with --mean-length). {default_note(100)}"),
     seed: Optional[int] = typer.Option(None, help=f"synthetic: generator seed. {default_note(0)}"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Download (or generate) a dataset and prepare it under its paper protocol."""
     root = paths.data_folder(data_dir, write=True)
     if name == "synthetic":
-        make_synthetic(root, force, _say, console.status, users=users, topics=topics, mean_length=mean_length, seed=seed)
+        make_synthetic(root, force, _say, console.status, users=users, topics=topics, mean_length=mean_length,
+                       max_length=max_length, seed=seed)
         return
     from dinbench.prepared import contract
     from dinbench.sources import fetch, registry

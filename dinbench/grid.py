@@ -33,11 +33,15 @@ AXIS_DEFAULTS = {"dataset": "synthetic", "pooler": ",".join(poolers.DEFAULT_POOL
 
 
 def pooler_options_schema() -> dict[str, Option]:
-    """One Option per pooler-option name, its help prefixed with the pooler(s) that declare it."""
+    """One Option per pooler-option name, its help prefixed with the pooler(s) that declare it (poolers
+    sharing one declaration share one line: 'din, sim, eta: hidden sizes ...')."""
     out = {}
     for name, owners in poolers.all_options().items():
         first = owners[0][1]
-        help_ = "; ".join(f"{p}: {o.help} {o.describe_default()}" for p, o in owners)
+        texts: dict[str, list[str]] = {}  # help with default -> the poolers declaring it, in registry order
+        for p, o in owners:
+            texts.setdefault(f"{o.help} {o.describe_default()}", []).append(p)
+        help_ = "; ".join(f"{', '.join(ps)}: {text}" for text, ps in texts.items())
         out[name] = Option(name, None, help_, first.kind, first.choices, None)
     return out
 

@@ -66,3 +66,31 @@ def padded_case(seed: int, batch: int, layout: str, dim: int, width: int = 9, sh
     query = rng.normal(size=(batch, dim)).astype(np.float32)
     t = torch.from_numpy
     return t(query), (t(keys5), t(mask5)), (t(keys9), t(mask9)), lens, positions
+
+
+def takes_ids(pooler) -> bool:
+    """Whether ``pooler``'s padded forward takes the ids behind the keys (``categories=``, ...): packing poolers."""
+    import inspect
+
+    params = inspect.signature(pooler.forward).parameters
+    return "categories" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def key_categories(query: torch.Tensor, keys: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Category ids that travel with the embeddings, for the registry-wide property tests: 1 + (first
+    coordinate > 0), of each key [B, L] and of the candidate [B]. Padding moves a key with its id and a
+    permutation moves both, as the model's ids do (its keys embed their category)."""
+    return {"categories": 1 + (keys[..., 0] > 0).long(), "query_categories": 1 + (query[..., 0] > 0).long()}
+
+
+def with_ids(pooler):
+    """``pooler``, whose padded calls ``pooler(query, keys, mask, age)`` now also pass ``key_categories``
+    where it takes ids (sim:hard selects by category) and the caller gave none. Returns the same module."""
+    if takes_ids(pooler):
+        def add_ids(module, args, kwargs):
+            if "categories" not in kwargs:
+                kwargs = {**kwargs, **key_categories(args[0], args[1])}  # args: query, keys, mask[, age]
+            return args, kwargs
+
+        pooler.register_forward_pre_hook(add_ids, with_kwargs=True)
+    return pooler

@@ -20,7 +20,7 @@ from dinbench import poolers
 from dinbench.errors import DinbenchError
 from dinbench.layers.activations import Dice, make_activation
 from dinbench.poolers.base import normalize_scores, weighted_sum
-from helpers import padded_case
+from helpers import padded_case, with_ids
 
 DIM = 8
 FEW = settings(max_examples=25, deadline=None)
@@ -38,15 +38,19 @@ EXTRAS = [
     ("multihead:none", {"heads": 2}),
     ("bst", {"layers": 2, "position": "time"}),
     ("bst", {"heads": 1, "position": "none"}),
+    ("sim:soft", {"top_k": 3}),  # fewer retrieved than real positions: the retrieval matters
+    ("sim:hard", {"top_k": 2, "attention_activation": "dice"}),
+    ("eta", {"top_k": 3, "hash_bits": 8}),
 ]
 CONFIGS = [(spec, {}) for spec in ALL] + EXTRAS
-ATTENTION = ("dot", "bilinear", "din", "multihead", "bst")
+ATTENTION = ("dot", "bilinear", "din", "multihead", "bst", "sim", "eta")
 # order-free: the output ignores the order of the history (attention poolers here use no age)
 ORDER_FREE = [(s, {}) for s in ALL if not poolers.REGISTRY[s.split(":")[0]].cls.uses_order] + [
     ("time-decay", {"decay_age": "time"}),  # the ages move with their positions
     ("din:none", {"attention_activation": "dice"}),
     ("bst", {"position": "none"}),  # the transformer alone is permutation-equivariant
     ("bst", {"position": "time", "layers": 2}),  # the ages move with their positions
+    ("sim:soft", {"top_k": 3}),  # top-3 by inner product: a set, whatever the order (random keys: no ties)
 ]
 
 
@@ -58,7 +62,7 @@ def _id(config) -> str:
 def _build(spec: str, options: dict, seed: int = 0, train: bool = False):
     torch.manual_seed(seed)
     pooler = poolers.build(spec, DIM, **options)
-    return pooler.train(train)
+    return with_ids(pooler.train(train))  # sim:hard selects by category: ids that travel with the keys
 
 
 def _ages(seed: int, lens, positions, short: int, width: int):
@@ -460,27 +464,28 @@ def test_make_activation():
 
 def test_registry_order_variants_and_defaults():
     assert list(poolers.REGISTRY) == ["none", "last", "sum", "average", "max", "time-decay", "dot", "bilinear",
-                                      "din", "multihead", "bst"]
+                                      "din", "multihead", "bst", "sim", "eta"]
     assert ALL == ["none", "last", "sum", "average", "max", "time-decay", "dot:softmax", "dot:none",
                    "bilinear:softmax", "bilinear:none", "din:none", "din:softmax", "multihead:softmax",
-                   "multihead:none", "bst"]
+                   "multihead:none", "bst", "sim:soft", "sim:hard", "eta"]
     for name in ("dot", "bilinear", "multihead"):
         assert poolers.canonical(name) == f"{name}:softmax"
     assert poolers.canonical("din") == "din:none"
+    assert poolers.canonical("sim") == "sim:soft"  # the paper's better variant offline; needs no ids
     assert set(poolers.DEFAULT_POOLERS) <= set(poolers.expand("all"))
     assert {"average", "din:none", "din:softmax"} <= set(poolers.DEFAULT_POOLERS)
     for name, entry in poolers.REGISTRY.items():
         assert entry.cls.description, name
         params = list(inspect.signature(entry.cls.__init__).parameters)
         assert params[1] == "dim", name
-        assert ("normalization" in params) == bool(entry.variants), name
+        assert (entry.variant_option in params) == bool(entry.variants), name
 
 
 def test_declared_options_are_exactly_the_constructor_keywords():
     """One declaration per option: what a pooler declares is what its constructor takes, by name."""
     for name, entry in poolers.REGISTRY.items():
         params = [p for p in inspect.signature(entry.cls.__init__).parameters
-                  if p not in ("self", "dim", "normalization", "noise")]
+                  if p not in ("self", "dim", entry.variant_option, "noise")]
         assert [o.name for o in poolers.options(name)] == params, name
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dinbench import poolers
 from dinbench.errors import DinbenchError
-from helpers import padded_case
+from helpers import padded_case, with_ids
 
 SPECS = tuple(poolers.expand("all"))  # every registered pooler and variant
 DIM = 8  # divisible by multihead's default 4 heads
@@ -20,7 +20,7 @@ def _pooler(spec: str, seed: int = 0):
     torch.manual_seed(seed)
     p = poolers.build(spec, DIM)
     p.eval()
-    return p
+    return with_ids(p)  # sim:hard selects by category: ids that travel with the keys
 
 
 def _case(seed: int, batch: int, layout: str, width: int = 9, short: int = 5):

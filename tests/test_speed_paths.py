@@ -12,6 +12,7 @@ from dinbench.config import RunConfig
 from dinbench.model.ctr import CTRModel
 from dinbench.poolers.packed import Packed
 from dinbench.optim import make_optimizer
+from helpers import takes_ids
 
 ALL = poolers.expand("all")
 
@@ -27,11 +28,13 @@ def _padded_reference(model: CTRModel, batch):
     """The model as it was before packing: every position of [B, L] embedded, the pooler's padded forward."""
     q = model.embeddings(batch.item, batch.category)  # [B, D]
     keys = model.embeddings(batch.hist_item, batch.hist_category)  # [B, L, D]
+    ids = dict(items=batch.hist_item, categories=batch.hist_category, query_items=batch.item,
+               query_categories=batch.category) if takes_ids(model.poolers[0]) else {}  # sim:hard selects by them
     if len(model.poolers) == 1:
-        pooled, weights = model.poolers[0](q, keys, batch.mask, batch.age)
+        pooled, weights = model.poolers[0](q, keys, batch.mask, batch.age, **ids)
     else:
         e = model.embedding_dim
-        parts = [p(q[:, s], keys[:, :, s], batch.mask, batch.age)
+        parts = [p(q[:, s], keys[:, :, s], batch.mask, batch.age, **ids)
                  for p, s in zip(model.poolers, (slice(0, e), slice(e, None)))]
         pooled = torch.cat([parts[0][0], parts[1][0]], dim=-1)
         weights = None if parts[0][1] is None else (parts[0][1] + parts[1][1]) / 2

@@ -66,6 +66,9 @@ REGISTRY: dict[str, Entry] = {
     "din": Entry("din:DINPooler", ("none", "softmax"), about.DIN),  # the paper's choice, 'none', is the default
     "multihead": Entry("multihead:MultiHeadPooler", ("softmax", "none"), about.MULTIHEAD),
     "bst": Entry("bst:BSTPooler", about=about.BST),
+    # soft retrieval first: the SIM paper's better variant offline, and it needs no ids (hard: the deployed one)
+    "sim": Entry("sim:SIMPooler", ("soft", "hard"), about.SIM, variant_option="mode"),
+    "eta": Entry("eta:ETAPooler", about=about.ETA),
 }
 
 # What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of

@@ -61,6 +61,31 @@ DIN = About(
     ),
     uses_candidate=True,
 )
+# The long-sequence retrieval poolers (sim, eta) share the retrieval budget and the activation unit's options.
+TOP_K = Option(
+    "top_k", 50, "behaviours retrieved per history for the attention (SIM/ETA's K; 50 = the default "
+    "--max-len: the attention costs what din's costs on the histories it was designed for).",
+    int, check=at_least_one, search=choice(16, 50, 100, 200))
+RETRIEVAL_ATTENTION = DIN.options[:2]  # attention_hidden, attention_activation: the same unit as din's
+SIM = About(
+    "SIM: retrieve at most top_k behaviours (soft: largest inner product with the candidate; hard: the "
+    "candidate's category, most recent first), then softmax target attention with din's activation unit",
+    options=(TOP_K, *RETRIEVAL_ATTENTION),
+    uses_candidate=True,
+    uses_order=True,  # hard keeps the most recent top_k of the category; soft is order-free (up to ties)
+)
+ETA = About(
+    "ETA: retrieve the top_k behaviours nearest the candidate in Hamming distance of SimHash codes "
+    "(fixed random hyperplanes), then softmax target attention with din's activation unit",
+    options=(
+        TOP_K,
+        Option("hash_bits", 64, "SimHash bits (random hyperplanes); more bits, closer to the cosine ordering.",
+               int, check=at_least_one, search=choice(16, 32, 64, 128)),
+        *RETRIEVAL_ATTENTION,
+    ),
+    uses_candidate=True,
+    uses_order=True,  # equal Hamming distances go to the most recent positions
+)
 MULTIHEAD = About(
     "multi-head target attention (candidate = query, history = keys/values)",
     options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one,

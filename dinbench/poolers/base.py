@@ -10,7 +10,8 @@ A pooler turns a user's behaviour history into one vector, optionally given the 
         weights  [B, L] or None  (per-position weights, 0 at padding; read by analysis and plots)
 
 Every pooler must give padded positions no influence on the output and stay finite for an empty
-history (all-False mask).
+history (all-False mask). A packing pooler's padded ``forward`` also takes the ids behind the keys
+by keyword (``categories=`` [B, L], ``query_categories=`` [B], ...), for poolers that select by id.
 
 The model calls ``pool_packed(query, packed, age)`` with the history packed to its real positions
 (dinbench.poolers.packed.Packed: keys [N, D]). Poolers that set ``packs = True`` implement that
@@ -52,9 +53,12 @@ class Pooler(nn.Module):
         keys: torch.Tensor,
         mask: torch.Tensor,
         age: torch.Tensor | None = None,
+        **ids: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``ids`` (packing poolers only): the ids behind the keys, for poolers that select by id (sim:hard):
+        items / categories [B, L], query_items / query_categories [B] (see Packed.from_padded)."""
         if self.packs:
-            return self.pool_packed(query, Packed.from_padded(keys, mask), age)
+            return self.pool_packed(query, Packed.from_padded(keys, mask, **ids), age)
         raise NotImplementedError
 
     def pool_packed(

@@ -97,11 +97,23 @@ class DINPooler(Pooler, about=about.DIN):
             h = layer(h)  # Dice statistics over [N, H]: real positions only, by construction
         return h.squeeze(-1)  # [N]
 
+    def padded_scores(self, query, keys, mask):
+        """The unit's raw scores of every position of padded keys: query [B, D], keys [B, L, D], mask [B, L]
+        -> [B, L] (whatever values at padding; Dice takes its statistics from the mask's positions only).
+
+        The retrieval poolers (dinbench.poolers.retrieval) score their K retrieved keys per row with it.
+        """
+        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)  # each [H, D]
+        per_row = torch.addmm(self.first.bias, query, (w_q + w_d).T)  # [B, H], once per row
+        return self._padded_scores(query, keys, mask, per_row, w_k - w_d, w_p)
+
     def _padded_scores(self, query, keys, mask, per_row, w_key, w_prod):
-        """Score every position of [B, L] (used with the outer product, whose per-row factor is [B, D, H])."""
+        """Score every position of [B, L] (with the outer product, whose per-row factor is [B, D, H]; and ``padded_scores``)."""
         per_pos = keys @ w_key.T + (keys * query.unsqueeze(1)) @ w_prod.T  # [B, L, H]
-        q_outer = torch.einsum("bi,hij->bjh", query, self.outer)  # [B, D, H]: q Wo, once per row
-        h = per_pos + keys @ q_outer + per_row.unsqueeze(1)  # [B, L, H]: + sum_ij q_i Wo[h,i,j] k_j
+        if self.outer is not None:
+            q_outer = torch.einsum("bi,hij->bjh", query, self.outer)  # [B, D, H]: q Wo, once per row
+            per_pos = per_pos + keys @ q_outer  # + sum_ij q_i Wo[h,i,j] k_j
+        h = per_pos + per_row.unsqueeze(1)  # [B, L, H]
         for layer in self.rest:
             h = layer(h, mask) if isinstance(layer, Dice) else layer(h)  # Dice: statistics from real positions
         return h.squeeze(-1)  # [B, L]

@@ -39,10 +39,17 @@ class Packed:
     query_categories: torch.Tensor | None = None  # [B] long: the candidate's category id
 
     @classmethod
-    def from_padded(cls, keys: torch.Tensor, mask: torch.Tensor) -> "Packed":
-        """keys [B, L, D], mask [B, L] -> the real positions of ``keys`` (what poolers' padded ``forward`` uses)."""
+    def from_padded(cls, keys: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None,
+                    categories: torch.Tensor | None = None, query_items: torch.Tensor | None = None,
+                    query_categories: torch.Tensor | None = None) -> "Packed":
+        """keys [B, L, D], mask [B, L] -> the real positions of ``keys`` (what poolers' padded ``forward`` uses).
+
+        Optional ids: items / categories [B, L] (taken at the real positions, like the keys), query_items /
+        query_categories [B] (kept as they are)."""
         row, pos = mask.nonzero(as_tuple=True)  # [N], [N], row-major
-        return cls(keys[row, pos], row, pos, mask)
+        at = (lambda ids: None if ids is None else ids[row, pos])  # [B, L] -> [N]
+        return cls(keys[row, pos], row, pos, mask, items=at(items), categories=at(categories),
+                   query_items=query_items, query_categories=query_categories)
 
     @property
     def rows(self) -> int:

@@ -125,7 +125,7 @@ def generate(cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return behaviours, items
 
 
-COMMAND_OPTIONS = ("users", "topics", "mean_length", "seed")  # the options of `dinbench download synthetic`
+COMMAND_OPTIONS = ("users", "topics", "mean_length", "max_length", "seed")  # the options of `dinbench download synthetic`
 
 
 def rebuild_command(cfg: SyntheticConfig) -> str:
