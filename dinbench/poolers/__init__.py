@@ -51,7 +51,8 @@ class Entry:
         if self.about is not None:
             return self.about
         c = self.target
-        return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order))
+        return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order),
+                     bool(getattr(c, "cuda_graphs", True)))
 
 
 REGISTRY: dict[str, Entry] = {
@@ -66,6 +67,7 @@ REGISTRY: dict[str, Entry] = {
     "din": Entry("din:DINPooler", ("none", "softmax"), about.DIN),  # the paper's choice, 'none', is the default
     "multihead": Entry("multihead:MultiHeadPooler", ("softmax", "none"), about.MULTIHEAD),
     "bst": Entry("bst:BSTPooler", about=about.BST),
+    "dien": Entry("dien:DIENPooler", about.EVOLUTIONS, about.DIEN, variant_option="evolution"),
 }
 
 # What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of
