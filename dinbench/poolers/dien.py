@@ -160,6 +160,8 @@ class DIENPooler(Pooler, about=about.DIEN):
         listed = weights.view(-1).index_select(0, packed.row * weights.shape[1] + packed.pos)  # [N]
         last = self.evolver(states, t.sizes, t.rows, t.gather(listed.unsqueeze(-1)))[1]  # [B, H], longest first
         pooled = last.index_select(0, t.slot)  # [B, H] in batch order, exactly 0 for an empty history
+        if t.m == 0:  # no row has a behaviour: no step ran; keep the keys in the graph (zero gradients)
+            pooled = pooled + 0 * packed.keys.sum()
         if self.out is not None:
             pooled = self.out(pooled) * (t.lengths > 0).unsqueeze(-1).to(pooled.dtype)
         if self.training and packed.negatives is not None and self.aux_weight > 0:
