@@ -3,7 +3,7 @@ for Click-Through Rate Prediction").
 
 Two GRUs over the history, oldest first (H = ``gru_hidden``, the key width D by default):
 
-    interest extractor   h_t = GRU(e_t, h_{t-1})                          states [B, L, H]
+    interest extractor   h_t = GRU(e_t, h_{t-1})                          states [M, H] (M real positions)
     auxiliary loss       state h_t predicts behaviour t+1 against a sampled negative:
                          L_aux = -mean_(b,t) [log σ(h_t · e_{t+1}) + log(1 - σ(h_t · ê_{t+1}))]
                          (pairs where both t and t+1 are real; ê: an item the user never touched)
@@ -16,10 +16,10 @@ Two GRUs over the history, oldest first (H = ``gru_hidden``, the key width D by 
                          h'_t = (1 - u'_t) * h'_{t-1} + u'_t * tanh(W x_t + r_t * (U h'_{t-1} + b))
     pooled               h'_T, the evolved state at the row's last real position   [B, D]
 
-Padding: the real positions are moved to the front of each row, in their order (``order``), and both
-GRUs run over packed sequences (torch.nn.utils.rnn), each row for exactly its length: no state ever
-reads padding (whatever the padded keys hold: they are zeroed first), and the pooled state is the one
-after the row's last real position. An empty history pools to exactly 0 with finite gradients. Weights [B, L]: the
+Padding: only the real positions enter the GRUs, laid out time-major with the rows by length
+(``TimeMajor``, torch's PackedSequence layout): each row runs for exactly its length, no state ever
+reads padding (nor a static batch's fillers), and the pooled state is the one after the row's last
+real position. An empty history pools to exactly 0 with finite gradients. Weights [B, L]: the
 attention a_t at each history position (summing to 1 over a row's real positions, 0 at padding).
 
 The auxiliary term (``aux_weight`` * L_aux) is computed only in training mode and only when the model
@@ -30,8 +30,9 @@ candidate is projected D -> H for the attention, as in the authors' code, and th
 The attention's last layer has no bias (a softmax ignores a shift common to a row's scores).
 
 Cost: both GRUs (``SteeredGRU``) are loops over the time steps, vectorised over the rows still going
-at each step. Both scale with the real positions, not B * L. Packing needs
-the rows' lengths on the host: one device sync per forward on a GPU (and no --compile cuda-graphs).
+at each step, so the work scales with the real positions, not B * L. The layout needs the rows'
+lengths on the host: one device sync per forward on a GPU (and dien is refused under --compile
+cuda-graphs, About.cuda_graphs).
 """
 
 from __future__ import annotations
