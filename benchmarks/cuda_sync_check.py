@@ -51,7 +51,7 @@ def main() -> None:
     for i in range(min(args.steps, len(batches))):
         if i == 1 and cuda:  # the first step warms up (lazy initialisations may sync once)
             torch.cuda.set_sync_debug_mode("error")
-        loss.add(trainer.step(order[ends[i] - len(batches[i]) : ends[i]]), len(batches[i]), i + 1)
+        loss.add(trainer.step(order[ends[i] - len(batches[i]) : ends[i]])[0], len(batches[i]), i + 1)
     if cuda:
         torch.cuda.set_sync_debug_mode("default")
     print(f"{args.pooler} on {trainer.device}: {i + 1} steps without a host sync; epoch loss so far "

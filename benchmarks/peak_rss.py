@@ -133,10 +133,10 @@ def time_steps(cfg, prepared, steps: int, warmup: int = WARMUP_STEPS) -> dict:
         sys.exit(f"{steps} steps + {warmup} warm-up steps exceed the epoch's {len(batches)} batches")
     trainer.learner.net.train()
     for rows in batches[:warmup]:
-        trainer.step(rows).item()
+        trainer.step(rows)[0].item()
     t0 = time.perf_counter()
     for rows in batches[warmup:warmup + steps]:
-        trainer.step(rows).item()
+        trainer.step(rows)[0].item()
     seconds = time.perf_counter() - t0
     rows = sum(len(b) for b in batches[warmup:warmup + steps])
     return dict(rows_per_s=rows / seconds, train_rows=rows, train_seconds=seconds, epoch_rows=len(trainer.data.train))

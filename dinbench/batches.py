@@ -26,8 +26,10 @@ import pandas as pd
 import torch
 
 from dinbench.prepared.contract import Prepared
+from dinbench.prepared.protocol import sample_negatives
 
 INT32_MAX = np.iinfo(np.int32).max
+NEGATIVES_STREAM = 0xD1E7  # the negatives' generator: seeded by (this, the run's seed), apart from batch order
 
 
 @dataclass
@@ -85,6 +87,10 @@ class Batch:
     # a static batch (batch_static) also lists padding positions, to a fixed N:
     counts: torch.Tensor | None = None  # [B] long, positions listed per row (None: mask.sum(1))
     real: torch.Tensor | None = None  # [N] bool, True at the listed positions that are real (None: all)
+    # a pooler's auxiliary loss (Pooler.needs_negatives): each history position's sampled negative
+    # (BehaviourStore.draw_negatives), gathered only when asked for (``negatives=True``); else None
+    hist_neg_item: torch.Tensor | None = None  # [B, L] long, 0 at padding
+    hist_neg_category: torch.Tensor | None = None  # [B, L] long, 0 at padding
 
 
 @dataclass
@@ -130,6 +136,22 @@ class BehaviourStore:
         self.time = torch.from_numpy(_compact(beh["time"].to_numpy(np.int64))).to(self.device)  # [rows]
         self.user_start = prepared.user_start
         self._behaviours = beh  # for the samples' target times (host)
+        self.neg_item: torch.Tensor | None = None  # [rows] per behaviour: a sampled negative (draw_negatives)
+        self.neg_category: torch.Tensor | None = None  # [rows] its category
+
+    def draw_negatives(self, prepared: Prepared, seed: int) -> None:
+        """Draw, once, one negative per behaviour row: an item its user never touched (any split), uniform
+        over the items, with the rejection sampler of the sample protocol (dinbench.prepared.protocol),
+        from a generator seeded by ``seed`` (the run's) on a stream of its own. Batches gather them like
+        ``hist_item`` when asked (``negatives=True``). The prepared files and fingerprint are untouched."""
+        beh = prepared.behaviours
+        users, items = beh["user"].to_numpy(np.int64), beh["item"].to_numpy(np.int64)
+        rng = np.random.default_rng([NEGATIVES_STREAM, seed])
+        neg = sample_negatives(users, items, users, prepared.n_items, rng).astype(np.int64)  # [rows]
+        category = np.zeros(prepared.n_items + 1, dtype=np.int64)  # item id -> category id (0: padding)
+        category[prepared.items["item"].to_numpy(np.int64)] = prepared.items["category"].to_numpy(np.int64)
+        self.neg_item = torch.from_numpy(_compact(neg)).to(self.device)
+        self.neg_category = torch.from_numpy(_compact(category[neg])).to(self.device)
 
     def samples(self, frame: pd.DataFrame, max_len: int) -> SampleSet:
         user = frame["user"].to_numpy(np.int32)
@@ -154,7 +176,7 @@ class BehaviourStore:
         host = np.asarray(idx, dtype=np.int64)
         return Rows(host, torch.tensor(host, device=self.device))
 
-    def batch(self, s: SampleSet, rows: Rows | np.ndarray) -> Batch:
+    def batch(self, s: SampleSet, rows: Rows | np.ndarray, negatives: bool = False) -> Batch:
         """The batch of samples ``rows`` of ``s``, gathered on the store's device.
 
         No host sync: the batch width L and the number of real positions N are read from the host
@@ -167,14 +189,15 @@ class BehaviourStore:
         lens_host = s.hist_len[rows.host]  # [B]
         width = max(int(lens_host.max()) if len(lens_host) else 1, 1)  # L
         n = int(lens_host.sum())  # N
-        batch, lens = self._gather(s, rows.device, width)
+        batch, lens = self._gather(s, rows.device, width, negatives=negatives)
         dev = self.device
         batch.row = torch.repeat_interleave(torch.arange(len(rows), device=dev), lens, output_size=n)  # [N] row-major
         first = torch.cumsum(lens, 0) - lens  # [B] index in [0, N) of each row's first real position
         batch.pos = torch.arange(n, device=dev) - first.index_select(0, batch.row)  # [N]
         return batch
 
-    def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int, capacity: int) -> Batch:
+    def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int, capacity: int,
+                     negatives: bool = False) -> Batch:
         """The batch of samples ``idx`` (a [B] tensor on the device) with shapes that depend only on B,
         ``width`` (>= every history's length) and ``capacity`` (>= the batch's real positions), and no
         host read, so that it can be captured in a CUDA graph (dinbench.graph_step).
@@ -186,7 +209,7 @@ class BehaviourStore:
         order. Fillers and padding keep the item and category of the behaviour row they point at
         (not 0): a gradient of exact zeros spread over many table rows, instead of thousands of
         lookups of row 0, whose gradient sum would run serially on a GPU."""
-        batch, lens = self._gather(s, idx, width + 1, zero_padding=False)
+        batch, lens = self._gather(s, idx, width + 1, zero_padding=False, negatives=negatives)
         dev, b = self.device, len(idx)
         counts = torch.cat([lens[:-1], (capacity - lens[:-1].sum()).reshape(1)])  # [B] the last row takes the fillers
         row = torch.repeat_interleave(torch.arange(b, device=dev), counts, output_size=capacity)  # [N]
@@ -196,10 +219,13 @@ class BehaviourStore:
         batch.real = batch.mask[row, pos]  # [N]
         return batch
 
-    def _gather(self, s: SampleSet, idx: torch.Tensor, width: int,
-                zero_padding: bool = True) -> tuple[Batch, torch.Tensor]:
+    def _gather(self, s: SampleSet, idx: torch.Tensor, width: int, zero_padding: bool = True,
+                negatives: bool = False) -> tuple[Batch, torch.Tensor]:
         """The padded [B, width] part of a batch (``row``/``pos`` left empty), and the rows' lengths [B].
-        ``zero_padding``: item and category 0 at padding (else those of the behaviour row pointed at)."""
+        ``zero_padding``: item and category 0 at padding (else those of the behaviour row pointed at).
+        ``negatives``: with the sampled negatives (hist_neg_*), padded alike."""
+        if negatives and self.neg_item is None:
+            raise ValueError("batch(negatives=True) needs the store's negatives: call draw_negatives first")
         d, dev = s.on_device, self.device
 
         def pick(t: torch.Tensor) -> torch.Tensor:  # [samples] -> [B]
@@ -231,6 +257,11 @@ class BehaviourStore:
             row=none,
             pos=none,
         )
+        if negatives:
+            batch.hist_neg_item, batch.hist_neg_category = history(self.neg_item).long(), history(self.neg_category).long()
+            if zero_padding:
+                batch.hist_neg_item.masked_fill_(padding, 0)
+                batch.hist_neg_category.masked_fill_(padding, 0)
         return batch, lens
 
 

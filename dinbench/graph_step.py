@@ -25,7 +25,7 @@ What it cannot express is refused in one line before a run starts (``check``).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -75,6 +75,12 @@ def check(cfg, device: torch.device, world: int) -> None:
     for refused, needs, fix in refusals:
         if refused:
             raise DinbenchError(f"--compile cuda-graphs needs {needs}; {fix}, or use --compile on")
+    from dinbench import poolers
+
+    name = poolers.parse_spec(cfg.pooler)[0]
+    if not poolers.REGISTRY[name].info.cuda_graphs:  # its declaration says a graph cannot hold it
+        raise DinbenchError(f"--compile cuda-graphs cannot train pooler '{name}' (its training step is not "
+                            "captured as a graph); use --compile on or off")
 
 
 def check_model(model: torch.nn.Module) -> None:
@@ -88,22 +94,22 @@ def check_model(model: torch.nn.Module) -> None:
 
 class GraphStep:
     """Call with a full batch's sample indices ([B] long on the device) and the static batch's
-    ``capacity``; returns the batch's loss (a 0-d tensor that the next call of the same capacity
-    overwrites: read or copy it before then).
+    ``capacity``; returns what the step returns: the batch's loss and auxiliary term (0-d tensors, or
+    None for the latter, that the next call of the same capacity overwrites: read or copy them before then).
 
     ``step(idx, capacity)`` is the eager step on the static batch of ``idx``; it is warmed up, then
     captured once per capacity with ``idx`` pointing at this object's buffer, then replayed.
     """
 
-    def __init__(self, step: Callable[[torch.Tensor, int], torch.Tensor], batch_size: int,
+    def __init__(self, step: Callable[[torch.Tensor, int], Any], batch_size: int,
                  device: torch.device) -> None:
         self.step = step
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)  # [B] the replayed step's input
         self.warm: dict[int, int] = {}  # eager warm-up steps taken, per capacity
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.losses: dict[int, torch.Tensor] = {}
+        self.losses: dict[int, Any] = {}  # per capacity, the captured step's outputs
 
-    def __call__(self, idx: torch.Tensor, capacity: int) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, capacity: int) -> Any:
         self.idx.copy_(idx)
         graph = self.graphs.get(capacity)
         if graph is None:

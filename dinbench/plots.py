@@ -14,11 +14,13 @@ from dinbench.atomic import write_atomic
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 PALE = ("#F0E442",)  # Okabe-Ito's yellow: too faint for a line on white
-# 20 distinct colours for up to 20 poolers, each dark enough for a thin line on white (contrast >= 2:1):
-# Okabe-Ito without its yellow, then Paul Tol's darker "muted" tones, then four of his "vibrant" ones
+# 24 distinct colours for up to 24 poolers, each dark enough for a thin line on white (contrast >= 2:1):
+# Okabe-Ito without its yellow, then Paul Tol's darker "muted" tones, four of his "vibrant" ones, then
+# three of his "high-contrast"/"medium-contrast" darks and a grey
 PALETTE = [c for c in OKABE_ITO if c not in PALE] + ["#882255", "#332288", "#117733", "#999933", "#AA4499",
                                                      "#44AA99", "#661100", "#6699CC", "#225555",
-                                                     "#CC3311", "#0077BB", "#EE3377", "#009988"]
+                                                     "#CC3311", "#0077BB", "#EE3377", "#009988",
+                                                     "#004488", "#994455", "#997700", "#555555"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
@@ -37,7 +39,7 @@ def pyplot():
 
 def style(names) -> dict[str, tuple[str, str, str]]:
     """pooler -> (colour, marker, line style), fixed by the pooler's place in ``--pooler all``, so a
-    pooler has the same look in every figure (20 colours; markers repeat past eight, lines then dashed)."""
+    pooler has the same look in every figure (24 colours; markers repeat past eight, lines then dashed)."""
     from dinbench import poolers
 
     order = {p: i for i, p in enumerate(poolers.expand("all"))}

@@ -188,6 +188,7 @@ class TrainState:
     batch: int = 0  # the first batch of ``epoch`` still to train (non-zero only when resumed mid-epoch)
     epoch_rng: dict[str, Any] | None = None  # numpy's bit generator state at the start of ``epoch``
     epoch_loss: float = 0.0  # sum over ``epoch``'s trained rows of the batch loss
+    epoch_aux_loss: float = 0.0  # the same sum of the batch's auxiliary term (models with one; Pooler.auxiliary_loss)
     epoch_seconds: float = 0.0  # seconds ``epoch`` trained before an interruption
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
@@ -200,6 +201,7 @@ class TrainState:
 
     def next_epoch(self) -> None:
         self.epoch, self.batch, self.epoch_rng, self.epoch_loss, self.epoch_seconds = self.epoch + 1, 0, None, 0.0, 0.0
+        self.epoch_aux_loss = 0.0
 
     def to_checkpoint(self, learner: Learner) -> dict[str, Any]:
         """Everything the rest of training depends on, for a checkpoint (see dinbench.checkpoint)."""
@@ -235,6 +237,10 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)  # batch order: one permutation per epoch
         self.data = make_splits(cfg, prepared, self.device)
         self.learner = make_learner(cfg, prepared, self.data, self.device, runtime)
+        # a pooler's auxiliary loss that needs sampled negatives: drawn once, seeded (dinbench.poolers.base)
+        self.negatives = self.learner.model.needs_negatives
+        if self.negatives:
+            self.data.store.draw_negatives(prepared, cfg.seed)
         # --compile cuda-graphs: full batches replay one captured step (dinbench.graph_step)
         self.graph = (graph_step.GraphStep(self.static_step, cfg.batch_size, self.device)
                       if cfg.compile == "cuda-graphs" else None)
@@ -268,16 +274,23 @@ class Trainer:
         order = self.data.store.rows(np.concatenate(batches))  # the epoch's rows on the device: one upload
         ends = np.cumsum([len(b) for b in batches])  # batch i is order[ends[i] - len(batches[i]) : ends[i]]
         loss = EpochLoss(state.epoch_loss, self.device)
+        aux = EpochLoss(state.epoch_aux_loss, self.device) if self.learner.model.has_auxiliary_loss else None
         stage = progress_stage(state.epoch, cfg.epochs, state.history)
         for i in range(state.batch, len(batches)):
             if self.stop is not None and self.stop():
                 state.batch = i
                 state.epoch_loss = loss.check(state.epoch)
+                state.epoch_aux_loss = aux.check(state.epoch) if aux is not None else 0.0
                 state.epoch_seconds += time.perf_counter() - t0
                 self.interrupt(state)
-            loss.add(self.step(order[ends[i] - len(batches[i]) : ends[i]]), len(batches[i]), i + 1)
+            batch_loss, batch_aux = self.step(order[ends[i] - len(batches[i]) : ends[i]])
+            loss.add(batch_loss, len(batches[i]), i + 1)
+            if aux is not None:
+                aux.add(batch_aux, len(batches[i]), i + 1)
             if (i + 1) % CHECK_EVERY == 0:
                 loss.check(state.epoch)
+                if aux is not None:
+                    aux.check(state.epoch)
             if self.progress is not None and (i % 20 == 0 or i == len(batches) - 1):
                 self.progress(stage, i + 1, len(batches))
         state.epoch_loss = loss.check(state.epoch)
@@ -285,29 +298,37 @@ class Trainer:
         state.train_seconds += seconds
         state.train_rows += len(train)
         entry = {"epoch": state.epoch, "train_loss": state.epoch_loss / len(train), "train_seconds": seconds}
+        if aux is not None:  # only models with an auxiliary loss: other records keep their keys
+            state.epoch_aux_loss = aux.check(state.epoch)
+            entry["train_aux_loss"] = state.epoch_aux_loss / len(train)
         state.history.append(entry)
         return entry
 
-    def step(self, rows: Rows) -> torch.Tensor:
-        """One optimizer step on the global batch ``rows``; returns its mean loss (a 0-d tensor on the
-        device, not read back here: the loop's EpochLoss does that every CHECK_EVERY steps)."""
+    def step(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step on the global batch ``rows``; returns its mean loss and auxiliary term (0-d
+        tensors on the device, the latter None without one; not read back here: the loop's EpochLoss
+        does that every CHECK_EVERY steps)."""
         if self.graph is not None and len(rows) == self.cfg.batch_size:
             positions = int(self.data.train.hist_len[rows.host].sum())  # the batch's real positions (host)
             return self.graph(rows.device, graph_step.capacity(positions, len(rows), self.cfg.max_len))
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
-        batch = self.data.store.batch(self.data.train, idx)  # B = len(idx) rows, histories [B, L], on the device
+        # B = len(idx) rows, histories [B, L], on the device
+        batch = self.data.store.batch(self.data.train, idx, negatives=self.negatives)
         return self.update(batch, n_real, len(rows))
 
-    def static_step(self, idx: torch.Tensor, capacity: int) -> torch.Tensor:
+    def static_step(self, idx: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The step of a full batch of samples ``idx`` ([B] on the device) listing ``capacity`` history
         positions (>= its real ones), at fixed shapes and without a host read (what dinbench.graph_step
-        captures); its mean loss."""
-        batch = self.data.store.batch_static(self.data.train, idx, self.cfg.max_len, capacity)  # N = capacity
+        captures); its mean loss and auxiliary term."""
+        batch = self.data.store.batch_static(self.data.train, idx, self.cfg.max_len, capacity,  # N = capacity
+                                             negatives=self.negatives)
         return self.update(batch, len(idx), len(idx))
 
-    def update(self, batch: Batch, n_real: int, n_global: int) -> torch.Tensor:
+    def update(self, batch: Batch, n_real: int, n_global: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Forward, backward and optimizer step on ``batch`` (this process's ``n_real`` rows of a global
-        batch of ``n_global``); its mean loss, a 0-d tensor on the device."""
+        batch of ``n_global``); its mean loss and the model's auxiliary term (Pooler.auxiliary_loss: added
+        to the objective; None for models without one), 0-d tensors on the device. Under --distributed the
+        auxiliary term is this process's own (each process's mean, gradients averaged by DDP)."""
         cfg, learner = self.cfg, self.learner
         with autocast(cfg.precision, self.device):
             logits, _ = learner.net(batch)  # [B]
@@ -320,6 +341,10 @@ class Trainer:
                 torch.cat([batch.item[:, None], batch.hist_item], 1),  # [B, 1 + L]
                 torch.cat([batch.category[:, None], batch.hist_category], 1),  # [B, 1 + L]
             )
+        aux = learner.model.auxiliary_loss()  # [] or None
+        if aux is not None:
+            aux = aux.float()
+            objective = objective + aux
         learner.optimizer.zero_grad(set_to_none=self.graph is None)  # a graph keeps the gradients' addresses
         objective.backward()
         if cfg.grad_clip > 0:
@@ -327,7 +352,7 @@ class Trainer:
         learner.optimizer.step()
         if learner.scheduler is not None:
             learner.scheduler.step()
-        return loss
+        return loss, aux
 
     def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(probs [N], attention_sum [N]) over the valid split; every process gets all of them."""

@@ -41,9 +41,12 @@ EXTRAS = [
     ("sim:soft", {"top_k": 3}),  # fewer retrieved than real positions: the retrieval matters
     ("sim:hard", {"top_k": 2, "attention_activation": "dice"}),
     ("eta", {"top_k": 3, "hash_bits": 8}),
+    ("dien", {"gru_hidden": 6}),  # projections between the GRUs' width and the keys'
+    ("dien:agru", {"gru_hidden": 6, "aux_weight": 0.0}),
+    ("dien:aigru", {"attention_activation": "dice"}),
 ]
 CONFIGS = [(spec, {}) for spec in ALL] + EXTRAS
-ATTENTION = ("dot", "bilinear", "din", "multihead", "bst", "sim", "eta")
+ATTENTION = ("dot", "bilinear", "din", "multihead", "bst", "sim", "eta", "dien")
 # order-free: the output ignores the order of the history (attention poolers here use no age)
 ORDER_FREE = [(s, {}) for s in ALL if not poolers.REGISTRY[s.split(":")[0]].cls.uses_order] + [
     ("time-decay", {"decay_age": "time"}),  # the ages move with their positions
@@ -146,12 +149,12 @@ def test_normalised_weights_sum_to_one_and_pool_the_keys(seed, layout):
             out, w = _build(spec, options, seed % 1000)(query, keys, mask, age)
         if w is None:
             continue
-        if spec.endswith(":softmax") or spec in ("average", "last", "time-decay"):
+        if spec.endswith(":softmax") or spec in ("average", "last", "time-decay") or spec.startswith("dien"):
             assert (w >= 0).all(), spec
             sums = w.sum(dim=1)
             torch.testing.assert_close(sums[nonempty], torch.ones(int(nonempty.sum())), atol=1e-5, rtol=0)
             assert (sums[~nonempty] == 0).all(), spec
-        if not spec.startswith(("multihead", "bst")):  # every other weighted pooler is sum_l w_l k_l
+        if not spec.startswith(("multihead", "bst", "dien")):  # every other weighted pooler is sum_l w_l k_l
             torch.testing.assert_close(out, torch.einsum("bl,bld->bd", w, keys), atol=1e-4, rtol=1e-5)
 
 
@@ -195,6 +198,9 @@ def test_gradients_reach_every_parameter(config):
     (out * torch.randn_like(out)).sum().backward()
     # the scorer's output bias shifts every score of a row alike, which softmax ignores: no gradient
     exempt = {f"rest.{len(pooler.rest) - 1}.bias"} if spec == "din:softmax" else set()
+    # dien's projection for its auxiliary loss, which needs negatives (the padded forward has none):
+    # tests/test_dien.py checks that the auxiliary loss reaches it
+    exempt |= {"aux_project.weight"} if spec.startswith("dien") else set()
     for name, p in pooler.named_parameters():
         if name in exempt:
             continue
@@ -464,14 +470,15 @@ def test_make_activation():
 
 def test_registry_order_variants_and_defaults():
     assert list(poolers.REGISTRY) == ["none", "last", "sum", "average", "max", "time-decay", "dot", "bilinear",
-                                      "din", "multihead", "bst", "sim", "eta"]
+                                      "din", "multihead", "bst", "sim", "eta", "dien"]
     assert ALL == ["none", "last", "sum", "average", "max", "time-decay", "dot:softmax", "dot:none",
                    "bilinear:softmax", "bilinear:none", "din:none", "din:softmax", "multihead:softmax",
-                   "multihead:none", "bst", "sim:soft", "sim:hard", "eta"]
+                   "multihead:none", "bst", "sim:soft", "sim:hard", "eta", "dien:augru", "dien:agru", "dien:aigru"]
     for name in ("dot", "bilinear", "multihead"):
         assert poolers.canonical(name) == f"{name}:softmax"
     assert poolers.canonical("din") == "din:none"
     assert poolers.canonical("sim") == "sim:soft"  # the paper's better variant offline; needs no ids
+    assert poolers.canonical("dien") == "dien:augru"  # the paper's evolution is the default variant
     assert set(poolers.DEFAULT_POOLERS) <= set(poolers.expand("all"))
     assert {"average", "din:none", "din:softmax"} <= set(poolers.DEFAULT_POOLERS)
     for name, entry in poolers.REGISTRY.items():

@@ -56,6 +56,7 @@ def test_the_registry_builds_poolers_on_demand():
         assert tuple(entry.cls.options) == entry.info.options, name
         assert entry.cls.uses_candidate == entry.info.uses_candidate, name
         assert entry.cls.uses_order == entry.info.uses_order, name
+        assert entry.cls.cuda_graphs == entry.info.cuda_graphs, name
     assert isinstance(poolers.build("din", 8), poolers.Pooler)
 
 

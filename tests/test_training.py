@@ -170,12 +170,12 @@ def _recording_steps(monkeypatch, replace=None):
     real = Trainer.step
 
     def step(self, rows):
-        loss = real(self, rows)
+        loss, aux = real(self, rows)  # aux: the model's auxiliary term (None without one)
         value = replace(len(losses) + 1) if replace is not None else None
         if value is not None:
             loss = torch.tensor(value, dtype=loss.dtype, device=loss.device)
         losses.append(float(loss.detach()))
-        return loss
+        return loss, aux
 
     monkeypatch.setattr(Trainer, "step", step)
     return losses

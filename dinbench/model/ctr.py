@@ -82,6 +82,21 @@ class CTRModel(nn.Module):
             self.cross_tower = MLP(CROSS_FEATURES, (CROSS_DIM,), mlp_activation, out_dim=CROSS_DIM)
             self.fusion = MLP(3 * tower_dim + CROSS_DIM, (FUSION_HIDDEN,), mlp_activation)
 
+    @property
+    def needs_negatives(self) -> bool:
+        """Whether a pooler's auxiliary loss needs sampled negatives in training (batches with hist_neg_*)."""
+        return any(p.needs_negatives for p in self.poolers)
+
+    @property
+    def has_auxiliary_loss(self) -> bool:
+        return any(p.has_auxiliary_loss for p in self.poolers)
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """The poolers' weighted auxiliary terms of the last training forward, summed (a 0-d tensor), or None
+        (dinbench.poolers.base: the auxiliary-loss seam). The trainer adds it to the click loss."""
+        terms = [t for t in (p.auxiliary_loss() for p in self.poolers) if t is not None]
+        return None if not terms else terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
     def pool(self, q, packed: Packed, age) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(self.poolers) == 1:
             return self.poolers[0].pool_packed(q, packed, age)
@@ -98,6 +113,8 @@ class CTRModel(nn.Module):
         items, categories = batch.hist_item[at], batch.hist_category[at]  # [N], [N]
         keys = self.embeddings(items, categories)  # [N, D]
         packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real, items, categories)
+        if self.training and batch.hist_neg_item is not None:  # a pooler's auxiliary loss (Pooler.needs_negatives)
+            packed.negatives = self.embeddings(batch.hist_neg_item[at], batch.hist_neg_category[at])  # [N, D]
         if self.architecture == "ranking":
             packed.query_items, packed.query_categories = batch.item, batch.category  # [B], [B]
             pooled, weights = self.pool(q, packed, batch.age)  # [B, D], [B, L]

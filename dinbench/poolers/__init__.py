@@ -51,7 +51,8 @@ class Entry:
         if self.about is not None:
             return self.about
         c = self.target
-        return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order))
+        return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order),
+                     bool(getattr(c, "cuda_graphs", True)))
 
 
 REGISTRY: dict[str, Entry] = {
@@ -69,6 +70,7 @@ REGISTRY: dict[str, Entry] = {
     # soft retrieval first: the SIM paper's better variant offline, and it needs no ids (hard: the deployed one)
     "sim": Entry("sim:SIMPooler", ("soft", "hard"), about.SIM, variant_option="mode"),
     "eta": Entry("eta:ETAPooler", about=about.ETA),
+    "dien": Entry("dien:DIENPooler", about.EVOLUTIONS, about.DIEN, variant_option="evolution"),
 }
 
 # What `dinbench run` trains without --pooler: the floor (no history), the paper's two baselines of

@@ -13,11 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dinbench.layers import ACTIVATIONS
-from dinbench.options import Option, at_least_one, choice, log_uniform, positive_number, sizes_at_least_one
+from dinbench.options import (
+    Option, at_least_one, choice, log_uniform, positive_number, sizes_at_least_one, zero_or_more,
+)
 
 NORMALIZATIONS = ("none", "softmax")
 AGE_UNITS = ("position", "time")
 BST_POSITIONS = ("order", "time", "none")
+EVOLUTIONS = ("augru", "agru", "aigru")  # dien's interest-evolution GRUs; the first is the default
+
+
+def finite_weight(v) -> str | None:
+    return None if 0 <= v < float("inf") else "must be a finite number, 0 or more"
 
 
 def dropout_rate(v) -> str | None:
@@ -30,6 +37,7 @@ class About:
     options: tuple[Option, ...] = ()  # passed to the class's __init__ by name
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
     uses_order: bool = False  # the output depends on the order of the history positions
+    cuda_graphs: bool = True  # --compile cuda-graphs can train it (else refused in one line, graph_step.check)
 
 
 NONE = About("no history: zeros (candidate only; the floor showing what history is worth)")
@@ -50,13 +58,16 @@ TIME_DECAY = About(
 )
 DOT = About("scaled dot-product target attention q·k/√D (no parameters)", uses_candidate=True)
 BILINEAR = About("bilinear target attention qᵀWk, W learned (starts near the scaled dot product)", uses_candidate=True)
+# the DIN activation unit's options, shared by din and dien (both build it with dinbench.layers.activation_unit)
+ATTENTION_HIDDEN = Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple,
+                          check=sizes_at_least_one, search=choice((40, 20), (80, 40), (200, 80)))
+ATTENTION_ACTIVATION = Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), "
+                              "prelu, dice or relu.", choices=ACTIVATIONS, search=choice(*ACTIVATIONS))
 DIN = About(
     "DIN activation unit: MLP over [q, k, q-k, q*k] scores each history item",
     options=(
-        Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple, check=sizes_at_least_one,
-               search=choice((40, 20), (80, 40), (200, 80))),
-        Option("attention_activation", "sigmoid", "activation of the unit: sigmoid (authors' code), prelu, dice "
-               "or relu.", choices=ACTIVATIONS, search=choice(*ACTIVATIONS)),
+        ATTENTION_HIDDEN,
+        ATTENTION_ACTIVATION,
         Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
     ),
     uses_candidate=True,
@@ -106,4 +117,19 @@ BST = About(
     ),
     uses_candidate=True,
     uses_order=True,  # with position 'order'; 'time' and 'none' are order-free
+)
+DIEN = About(
+    "DIEN: a GRU extracts interest states from the history (auxiliary next-behaviour loss), a GRU steered by "
+    "the candidate's attention evolves them; pools the final state",
+    options=(
+        Option("aux_weight", 1.0, "dien: weight of the auxiliary next-behaviour loss (0: off, no negatives drawn).",
+               float, check=finite_weight, search=choice(0.0, 0.5, 1.0, 2.0)),
+        Option("gru_hidden", 0, "dien: hidden size of both GRUs (0: the key width, as in the paper).", int,
+               check=zero_or_more, search=choice(0, 32, 64)),
+        ATTENTION_HIDDEN,
+        ATTENTION_ACTIVATION,
+    ),
+    uses_candidate=True,
+    uses_order=True,
+    cuda_graphs=False,  # its time-step loops and auxiliary loss are not captured
 )

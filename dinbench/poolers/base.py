@@ -18,6 +18,17 @@ The model calls ``pool_packed(query, packed, age)`` with the history packed to i
 natively, so their per-position work scales with N rather than B * L, and their padded ``forward``
 packs and calls it (one implementation for both). Any other pooler only implements ``forward``; the
 default ``pool_packed`` pads the keys back to [B, L, D] for it.
+
+Auxiliary losses (the seam dien's next-behaviour loss uses; any pooler may): a pooler whose
+``has_auxiliary_loss`` is True computes, in each forward in training mode, its own term of the
+training objective (already multiplied by its own weight, a 0-d tensor) and hands it back from
+``auxiliary_loss()`` until its next forward. The trainer (dinbench.train.Trainer.update) adds the
+model's terms (CTRModel.auxiliary_loss: the sum over its poolers) to the click loss before backward,
+and records each epoch's mean term as ``train_aux_loss`` in the epoch's history entry (records of
+models without one have no such key). Evaluation never asks for it: in eval mode a pooler computes
+none. A pooler whose auxiliary loss needs sampled negatives sets ``needs_negatives``: the trainer then
+has the store draw one negative item per behaviour (seeded by the run's seed) and, in training, the
+model embeds the negative of every listed history position into ``packed.negatives`` [N, D].
 """
 
 from __future__ import annotations
@@ -37,6 +48,10 @@ class Pooler(nn.Module):
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
     uses_order: bool = False  # True when the output depends on the order of the history positions
     packs: bool = False  # True when pool_packed is the native implementation (then forward packs and calls it)
+    cuda_graphs: bool = True  # False: --compile cuda-graphs refuses it (dinbench.graph_step.check)
+    # the auxiliary-loss seam (module docstring); instance properties may override these
+    has_auxiliary_loss: bool = False  # True: training forwards compute a term for ``auxiliary_loss()``
+    needs_negatives: bool = False  # True: training forwards get ``packed.negatives`` [N, D]
     # The pooler's own options (dinbench.options.Option), passed to __init__ by name; the one place each
     # is declared: the command line, experiment files, records and --help derive from it.
     options: tuple = ()
@@ -46,6 +61,7 @@ class Pooler(nn.Module):
         if about is not None:
             cls.description, cls.options = about.description, about.options
             cls.uses_candidate, cls.uses_order = about.uses_candidate, about.uses_order
+            cls.cuda_graphs = about.cuda_graphs
 
     def forward(
         self,
@@ -69,6 +85,12 @@ class Pooler(nn.Module):
         Default, for poolers written against the padded interface: pad the keys and call ``forward``.
         """
         return self.forward(query, packed.padded_keys(), packed.mask, age)
+
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """The pooler's weighted auxiliary term from its last forward in training mode (a 0-d tensor), or
+        None (no auxiliary loss, or the last forward was in eval mode or had no negatives)."""
+        return None
 
 
 def check_normalization(normalization: str) -> str:

@@ -8,10 +8,11 @@ Hidden sizes (80, 40) and sigmoid activations follow the authors' released code.
 activations: ``prelu`` (one slope per unit), ``relu`` and ``dice`` (the paper's data-adaptive
 PReLU, dinbench.layers.activations.Dice; its batch statistics come from real positions only).
 
-The first layer is evaluated in split form, which is the same linear map with less work:
-W [q, k, q-k, q⊙k] = (Wq + Wd) q + (Wk - Wd) k + Wp (q ⊙ k), where the q-part is computed once
-per row instead of once per history position. The per-position part and the rest of the unit run
-on the real positions only, packed into [N, H] (N = number of real positions in the batch).
+The unit itself (its layers and the split-form scoring) lives in dinbench.layers.activation_unit,
+shared with ``dien``. The first layer is evaluated in split form, which is the same linear map with
+less work: W [q, k, q-k, q⊙k] = (Wq + Wd) q + (Wk - Wd) k + Wp (q ⊙ k), where the q-part is computed
+once per row instead of once per history position. The per-position part and the rest of the unit
+run on the real positions only, packed into [N, H] (N = number of real positions in the batch).
 
 ``outer_product=True`` adds the paper's outer-product features vec(q kᵀ) (D*D per position) to the
 first layer's input. Their part of the first layer, Wo vec(q kᵀ) with Wo [H, D*D], is the bilinear
@@ -28,7 +29,8 @@ import math
 import torch
 from torch import nn
 
-from dinbench.layers.activations import ACTIVATIONS, Dice, make_activation
+from dinbench.layers import activation_unit
+from dinbench.layers.activations import Dice
 from dinbench.poolers import about
 from dinbench.poolers.base import Pooler, attend, check_normalization, normalize_scores
 
@@ -52,50 +54,26 @@ class DINPooler(Pooler, about=about.DIN):
     ) -> None:
         super().__init__()
         hidden, activation, outer = attention_hidden, attention_activation, outer_product
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if not hidden:
-            raise ValueError("the DIN activation unit needs at least one hidden layer")
         self.dim, self.activation, self.normalization = dim, activation, check_normalization(normalization)
-        sizes = (4 * dim, *hidden)
-        self.first = nn.Linear(sizes[0], sizes[1])
-        # rest = [act, Linear, act, ..., Linear -> 1]: same layout (and state-dict keys) as an nn.Sequential,
-        # but run by an explicit loop so that Dice layers get the mask
-        rest: list[nn.Module] = [make_activation(activation, sizes[1])]
-        for a, b in zip(sizes[1:-1], sizes[2:]):
-            rest += [nn.Linear(a, b), make_activation(activation, b)]
-        rest.append(nn.Linear(sizes[-1], 1))
-        self.rest = nn.ModuleList(rest)
+        self.first, self.rest = activation_unit.unit_layers(dim, hidden, activation)
         self.outer = None
         if outer:
             bound = 1.0 / math.sqrt(4 * dim + dim * dim)  # as one Linear over [q, k, q-k, q*k, vec(q kᵀ)]
             nn.init.uniform_(self.first.weight, -bound, bound)
             nn.init.uniform_(self.first.bias, -bound, bound)
-            self.outer = nn.Parameter(torch.empty(sizes[1], dim, dim).uniform_(-bound, bound))  # [H, D, D]
+            self.outer = nn.Parameter(torch.empty(hidden[0], dim, dim).uniform_(-bound, bound))  # [H, D, D]
 
     def pool_packed(self, query, packed, age=None):
-        d = self.dim
-        w_q, w_k, w_d, w_p = self.first.weight.split(d, dim=1)  # each [H, D]
-        per_row = torch.addmm(self.first.bias, query, (w_q + w_d).T)  # [B, H], once per row
         if self.outer is not None:
-            scores = self._padded_scores(query, packed.padded_keys(), packed.mask, per_row, w_k - w_d, w_p)
+            w_query, w_key, w_prod = activation_unit.split_weights(self.first, self.dim)
+            per_row = torch.addmm(self.first.bias, query, w_query.T)  # [B, H], once per row
+            scores = self._padded_scores(query, packed.padded_keys(), packed.mask, per_row, w_key, w_prod)
             weights = normalize_scores(scores, packed.mask, self.normalization)  # [B, L], 0 at padding
             return packed.weighted_sum(weights), weights
-        scores = self._packed_scores(query, packed, per_row, w_k - w_d, w_p)  # [N]
+        # only the real positions are scored: [N] scores from N rows instead of B * L (histories are mostly
+        # shorter than the batch's longest, so this skips the padded positions' share of the unit's MLP)
+        scores = activation_unit.scores(self.first, self.rest, query, packed.keys, packed.row)  # [N]
         return attend(packed, scores, self.normalization)  # [B, D], [B, L] (0 at padding)
-
-    def _packed_scores(self, query, packed, per_row, w_key, w_prod):
-        """Score only the real positions: [N] scores from N rows instead of B * L.
-
-        Histories are mostly shorter than the batch's longest, so this skips the padded positions'
-        share of the unit's MLP, which dominates the model's cost.
-        """
-        k = packed.keys  # [N, D]
-        h = torch.addmm(packed.at_rows(per_row), k, w_key.T)  # [N, H]: per-row part + (Wk - Wd) k
-        h = torch.addmm(h, k * packed.at_rows(query), w_prod.T)  # + Wp (q ⊙ k)
-        for layer in self.rest:
-            h = layer(h)  # Dice statistics over [N, H]: real positions only, by construction
-        return h.squeeze(-1)  # [N]
 
     def padded_scores(self, query, keys, mask):
         """The unit's raw scores of every position of padded keys: query [B, D], keys [B, L, D], mask [B, L]
@@ -103,9 +81,9 @@ class DINPooler(Pooler, about=about.DIN):
 
         The retrieval poolers (dinbench.poolers.retrieval) score their K retrieved keys per row with it.
         """
-        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)  # each [H, D]
-        per_row = torch.addmm(self.first.bias, query, (w_q + w_d).T)  # [B, H], once per row
-        return self._padded_scores(query, keys, mask, per_row, w_k - w_d, w_p)
+        w_query, w_key, w_prod = activation_unit.split_weights(self.first, self.dim)
+        per_row = torch.addmm(self.first.bias, query, w_query.T)  # [B, H], once per row
+        return self._padded_scores(query, keys, mask, per_row, w_key, w_prod)
 
     def _padded_scores(self, query, keys, mask, per_row, w_key, w_prod):
         """Score every position of [B, L] (with the outer product, whose per-row factor is [B, D, H]; and ``padded_scores``)."""

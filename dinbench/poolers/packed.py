@@ -37,6 +37,10 @@ class Packed:
     categories: torch.Tensor | None = None  # [N] long: its category id
     query_items: torch.Tensor | None = None  # [B] long: the candidate's item id
     query_categories: torch.Tensor | None = None  # [B] long: the candidate's category id
+    # for poolers that set ``needs_negatives`` (dien's auxiliary loss), in training only: the embedding of
+    # one sampled negative per listed position (an item the user never touched, with its category,
+    # embedded by the model's own tables; BehaviourStore.draw_negatives); None otherwise
+    negatives: torch.Tensor | None = None  # [N, D]
 
     @classmethod
     def from_padded(cls, keys: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None,
@@ -60,8 +64,9 @@ class Packed:
         return self.counts if self.counts is not None else self.mask.sum(1)
 
     def narrow(self, columns: slice) -> "Packed":
-        """The same positions with keys[:, columns] (one attention group of the embedding)."""
-        return dataclasses.replace(self, keys=self.keys[:, columns])
+        """The same positions with keys[:, columns] (one attention group of the embedding), negatives alike."""
+        negatives = None if self.negatives is None else self.negatives[:, columns]
+        return dataclasses.replace(self, keys=self.keys[:, columns], negatives=negatives)
 
     def at_rows(self, x: torch.Tensor) -> torch.Tensor:
         """A per-row tensor x [B, ...] -> [N, ...], row ``row[n]`` for each real position.
