@@ -285,7 +285,7 @@ def _resume(run_id: str, data_dir: Optional[Path], results_dir: Optional[Path]) 
 def tune(
     dataset: str = typer.Option("synthetic", help="Prepared dataset to tune on (its valid split; test is never read)."),
     pooler: str = typer.Option(",".join(poolers.DEFAULT_POOLERS), help="Comma-separated poolers (name or name:variant), or 'all'; each gets the same budget."),
-    trials: int = typer.Option(..., help="Trials per pooler (the budget, the same for every pooler); a study given more trials later runs only the missing ones."),
+    trials: int = typer.Option(..., help="Trials per pooler (the budget, the same for every pooler); a study given more trials later runs only the missing ones; fewer cut it, while no pooler has used more."),
     space: str = typer.Option("default", help="default (the ranges declared on the options, docs/tuning.md) or a space file FILE.toml."),
     epochs: Optional[int] = typer.Option(None, help=f"Epochs cap of every trial (early stopping on valid GAUC within it). {default_note(10)}"),
     seed: int = typer.Option(0, help="Training seed of every trial and the sampler's seed (TPE)."),

@@ -153,11 +153,26 @@ def open_studies(path: Path, setup: Setup, specs: list[str], budget: int) -> dic
             raise DinbenchError(
                 f"study '{path.stem}' ({path}) was made with other settings for {spec} (they differ in "
                 f"{', '.join(differ)}); give another --study name, or the settings it was made with")
-        study.set_user_attr("budget", max(budget, int(study.user_attrs.get("budget", 0))))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off: asked again, not counted
         studies[spec] = study
+    _set_budget(path, studies, budget)
     return studies
+
+
+def _set_budget(path: Path, studies: dict[str, Any], budget: int) -> None:
+    """Give every study the budget ``budget``. A larger one extends the study; a smaller one lowers it
+    only while no pooler has used more trials than that (the same budget for all stays true), else
+    DinbenchError, before any study is changed."""
+    lowered = [spec for spec, st in studies.items() if budget < int(st.user_attrs.get("budget", 0))]
+    over = {spec: counts(studies[spec]) for spec in lowered if counts(studies[spec]) > budget}
+    if over:
+        used = ", ".join(f"{spec} {n}" for spec, n in over.items())
+        raise DinbenchError(
+            f"study '{path.stem}' cannot go down to {budget} trials per pooler: {used} trials are counted "
+            f"already; give --trials {max(over.values())} or more")
+    for study in studies.values():
+        study.set_user_attr("budget", budget)
 
 
 def _draw_index(study) -> int:

@@ -146,6 +146,18 @@ def test_a_study_refuses_other_settings_and_unequal_budgets(tiny, tmp_path):
         tuning.best_trials(path, ["din:none"])
 
 
+def test_a_budget_goes_down_only_while_no_pooler_has_used_more(tiny, tmp_path):
+    path = tmp_path / "s.db"
+    tuning.open_studies(path, setup_for(tiny), ["average", "dot"], 5)  # a study of 5 trials per pooler
+    run(tiny, path, ["average", "dot"], 2)  # cut short at 2 each: the budget goes down to 2
+    best = {b.spec: b for b in tuning.best_trials(path)}
+    assert best["average"].budget == best["dot"].budget == 2 and best["average"].done == 2
+    with pytest.raises(DinbenchError, match=r"cannot go down to 1 trials per pooler: average 2, dot 2 .*--trials 2"):
+        tuning.open_studies(path, setup_for(tiny), ["average", "dot"], 1)
+    best = {b.spec: b for b in tuning.best_trials(path)}  # the refusal changed nothing
+    assert best["average"].budget == best["dot"].budget == 2
+
+
 def test_trials_run_in_the_sweep_process_pool(tiny_data_dir, tiny, tmp_path):
     from dinbench import sweep
 
