@@ -102,15 +102,24 @@ class Setup:
     settings: dict[str, Any]  # run options every trial shares (epochs cap, patience, device, ...)
     seed: int  # the training seed of every trial and the sampler's seed
 
-    def identity(self) -> dict[str, Any]:
-        """What must not change between two ``tune`` calls on one study (device may)."""
+    def identity(self, spec: str) -> dict[str, Any]:
+        """What must not change between two ``tune`` calls on pooler ``spec``'s study (device may): the
+        shared axes and the pooler's own, not other poolers' (a pooler added to the registry, or a
+        range changed for another pooler, leaves this study resumable)."""
         settings = {k: v for k, v in self.settings.items() if k not in ("device", "compile")}
-        return {"dataset": self.dataset, "fingerprint": self.fingerprint, "space": self.space.to_json(),
-                "settings": settings, "seed": self.seed}
+        return {"dataset": self.dataset, "fingerprint": self.fingerprint,
+                "space": own_space(self.space.to_json(), spec), "settings": settings, "seed": self.seed}
 
     def config(self, spec: str, shared: dict[str, Any], own: dict[str, Any]) -> RunConfig:
         return RunConfig(dataset=self.dataset, pooler=spec, seed=self.seed, **{**self.settings, **shared},
                          pooler_options=own)
+
+
+def own_space(space: dict[str, Any], spec: str) -> dict[str, Any]:
+    """A space's JSON form (Space.to_json) reduced to the shared axes and pooler ``spec``'s own.
+    Studies made before identities were per pooler stored every pooler's axes: read through this too."""
+    name = poolers.parse_spec(spec)[0]
+    return {**space, "own": {k: v for k, v in space.get("own", {}).items() if k == name}}
 
 
 def load(path: Path, spec: str):
@@ -139,13 +148,15 @@ def open_studies(path: Path, setup: Setup, specs: list[str], budget: int) -> dic
     optuna = _optuna()
     path.parent.mkdir(parents=True, exist_ok=True)
     storage = _storage(storage_url(path))
-    identity = _jsonable(setup.identity())
     studies = {}
     for spec in specs:
         study = optuna.create_study(study_name=spec, storage=storage, direction="maximize", load_if_exists=True,
                                     sampler=_sampler(setup.seed, 0),
                                     pruner=_pruner())
+        identity = _jsonable(setup.identity(spec))
         old = study.user_attrs.get("setup")
+        if old is not None and "space" in old:
+            old = {**old, "space": own_space(old["space"], spec)}
         if old is None:
             study.set_user_attr("setup", identity)
         elif old != identity:

@@ -146,6 +146,22 @@ def test_a_study_refuses_other_settings_and_unequal_budgets(tiny, tmp_path):
         tuning.best_trials(path, ["din:none"])
 
 
+def test_a_study_resumes_when_other_poolers_axes_change_but_not_its_own(tiny, tmp_path):
+    path = tmp_path / "s.db"
+    base = small_space()
+    newer = space_mod.Space(base.shared, {**base.own, "zzz-new": {"width": Search("choice", values=(1, 2))}})
+    tuning.open_studies(path, setup_for(tiny, sp=base), ["average", "din:none"], 1)
+    # a pooler added to the registry (its own axes in the default space) leaves both studies resumable
+    tuning.open_studies(path, setup_for(tiny, sp=newer), ["average", "din:none"], 1)
+    other = {**base.own, "din": {**base.own["din"], "attention_hidden": Search("choice", values=((40, 20),))}}
+    tuning.open_studies(path, setup_for(tiny, sp=space_mod.Space(base.shared, other)), ["average"], 1)  # din's, not average's
+    with pytest.raises(DinbenchError, match="for din:none .*differ in space"):
+        tuning.open_studies(path, setup_for(tiny, sp=space_mod.Space(base.shared, other)), ["din:none"], 1)
+    shared = {**base.shared, "lr": Search("log", low=1e-3, high=1e-2)}
+    with pytest.raises(DinbenchError, match="for average .*differ in space"):
+        tuning.open_studies(path, setup_for(tiny, sp=space_mod.Space(shared, base.own)), ["average"], 1)
+
+
 def test_a_budget_goes_down_only_while_no_pooler_has_used_more(tiny, tmp_path):
     path = tmp_path / "s.db"
     tuning.open_studies(path, setup_for(tiny), ["average", "dot"], 5)  # a study of 5 trials per pooler
