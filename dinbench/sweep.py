@@ -22,10 +22,13 @@ sweep or ``dinbench tune`` runs on Ray).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 import tempfile
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -242,6 +245,25 @@ def _drain(queue, on_progress: RunProgress | None) -> None:
             on_progress(*message)
 
 
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While the block runs, SIGTERM (``kill PID``, a scheduler's stop) stops like Ctrl-C: it raises
+    KeyboardInterrupt in the main thread, so a sweep or ``tune`` driver stops its pool's workers and
+    leaves its bookkeeping right, instead of dying with its workers left running as orphans."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def local_pool(plan: Plan, progress: bool = False) -> tuple[ProcessPoolExecutor, Any, Any]:
     """The local executor's process pool for ``plan`` (each worker's torch threads and GPU pinned, see
     ``_init_worker``), its stop event (set it on Ctrl-C: running work checkpoints or stops) and, with
@@ -261,30 +283,31 @@ def local_pool(plan: Plan, progress: bool = False) -> tuple[ProcessPoolExecutor,
 def _execute_local(plan: Plan, todo: list[RunConfig], data_dir: Path, results_dir: Path,
                    on_done: Callable[[RunConfig, Outcome], None], resume: list[Path | None],
                    on_progress: RunProgress | None = None) -> None:
-    pool, stop, queue = local_pool(plan, progress=on_progress is not None)
-    try:
-        pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None, i): cfg
-                   for i, (cfg, where) in enumerate(zip(todo, resume))}
-        while pending:
-            finished, _ = wait(pending, timeout=PROGRESS_POLL_S if queue is not None else None,
-                               return_when=FIRST_COMPLETED)
-            _drain(queue, on_progress)
-            for future in finished:
-                cfg = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except BrokenProcessPool:
-                    outcome = Outcome(error="its worker process died (killed, or out of memory?); "
-                                            "its record, if any, stays 'running'")
-                except Exception as exc:  # noqa: BLE001
-                    outcome = Outcome(error=_one_line(exc))
-                on_done(cfg, outcome)
-    except KeyboardInterrupt:
-        stop.set()  # running runs checkpoint and mark themselves interrupted; queued ones do not start
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise SweepInterrupted("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with sigterm_interrupts():  # kill PID stops like Ctrl-C: workers stopped, runs marked interrupted
+        pool, stop, queue = local_pool(plan, progress=on_progress is not None)
+        try:
+            pending = {pool.submit(_local_task, cfg, str(data_dir), str(results_dir), str(where) if where else None, i): cfg
+                       for i, (cfg, where) in enumerate(zip(todo, resume))}
+            while pending:
+                finished, _ = wait(pending, timeout=PROGRESS_POLL_S if queue is not None else None,
+                                   return_when=FIRST_COMPLETED)
+                _drain(queue, on_progress)
+                for future in finished:
+                    cfg = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        outcome = Outcome(error="its worker process died (killed, or out of memory?); "
+                                                "its record, if any, stays 'running'")
+                    except Exception as exc:  # noqa: BLE001
+                        outcome = Outcome(error=_one_line(exc))
+                    on_done(cfg, outcome)
+        except KeyboardInterrupt:
+            stop.set()  # running runs checkpoint and mark themselves interrupted; queued ones do not start
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise SweepInterrupted("sweep interrupted; rerun the same command to continue (completed runs are skipped)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- ray: tasks on a cluster ---------------------------------------------------------------

@@ -47,6 +47,7 @@ from dinbench import poolers
 from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.space import Space, sample
+from dinbench.sweep import sigterm_interrupts
 
 TUNING_DIR = "_tuning"
 STARTUP_TRIALS = 10  # TPE's random start-up trials (Optuna's default), the same for every pooler
@@ -480,40 +481,41 @@ def tune(setup: Setup, specs: list[str], budget: int, path: Path, executor, sour
     to_go = {spec: max(0, budget - counts(studies[spec])) for spec in specs}
     in_flight: dict[Any, tuple[str, Any, RunConfig]] = {}  # future (or Ray ref) -> its trial
     asked: list[tuple[str, Any, RunConfig]] = []
-    try:
-        while any(to_go.values()) or in_flight:
-            while len(in_flight) < executor.workers and any(to_go.values()):
-                spec = max(specs, key=lambda s: to_go[s])  # first of the most behind
-                study = studies[spec]
-                study.sampler = _sampler(setup.seed, _draw_index(study))
-                trial = study.ask()
-                shared, own = sample(trial, setup.space, spec)
-                cfg = setup.config(spec, shared, own)
-                trial.set_user_attr("config", _jsonable(cfg.to_dict()))
-                to_go[spec] -= 1
-                asked = [(spec, trial, cfg)]  # inline, the trial runs inside submit
-                in_flight[executor.submit_trial(cfg, source, url, study, trial)] = asked.pop()
-            for future in executor.wait(list(in_flight)):
-                spec, trial, cfg = in_flight.pop(future)
-                try:
-                    out = executor.result(future)
-                except Exception as exc:  # noqa: BLE001 - its worker died: drop what is under way
-                    _drop(studies, [(spec, trial, cfg), *in_flight.values()], TrialState)
-                    executor.close(cancel=True)
-                    raise DinbenchError(f"{executor.failure(exc)}; rerun the same command to continue "
-                                        "(finished trials are kept)") from None
-                if getattr(executor, "driver_reports", False):
-                    _report_history(trial, out)
-                finished = _tell(studies[spec], trial, out, budget, TrialState)
-                if out.get("interrupted"):
-                    to_go[spec] += 1  # cut off by a stop: not counted
-                    continue
-                if on_trial is not None:
-                    on_trial(finished)
-    except KeyboardInterrupt:
-        executor.close(cancel=True)
-        _drop(studies, [*asked, *in_flight.values()], TrialState)
-        raise TuneInterrupted("tune interrupted; rerun the same command to continue (finished trials are kept)") from None
+    with sigterm_interrupts():  # kill PID stops like Ctrl-C: workers stopped, cut-off trials not counted
+        try:
+            while any(to_go.values()) or in_flight:
+                while len(in_flight) < executor.workers and any(to_go.values()):
+                    spec = max(specs, key=lambda s: to_go[s])  # first of the most behind
+                    study = studies[spec]
+                    study.sampler = _sampler(setup.seed, _draw_index(study))
+                    trial = study.ask()
+                    shared, own = sample(trial, setup.space, spec)
+                    cfg = setup.config(spec, shared, own)
+                    trial.set_user_attr("config", _jsonable(cfg.to_dict()))
+                    to_go[spec] -= 1
+                    asked = [(spec, trial, cfg)]  # inline, the trial runs inside submit
+                    in_flight[executor.submit_trial(cfg, source, url, study, trial)] = asked.pop()
+                for future in executor.wait(list(in_flight)):
+                    spec, trial, cfg = in_flight.pop(future)
+                    try:
+                        out = executor.result(future)
+                    except Exception as exc:  # noqa: BLE001 - its worker died: drop what is under way
+                        _drop(studies, [(spec, trial, cfg), *in_flight.values()], TrialState)
+                        executor.close(cancel=True)
+                        raise DinbenchError(f"{executor.failure(exc)}; rerun the same command to continue "
+                                            "(finished trials are kept)") from None
+                    if getattr(executor, "driver_reports", False):
+                        _report_history(trial, out)
+                    finished = _tell(studies[spec], trial, out, budget, TrialState)
+                    if out.get("interrupted"):
+                        to_go[spec] += 1  # cut off by a stop: not counted
+                        continue
+                    if on_trial is not None:
+                        on_trial(finished)
+        except KeyboardInterrupt:
+            executor.close(cancel=True)
+            _drop(studies, [*asked, *in_flight.values()], TrialState)
+            raise TuneInterrupted("tune interrupted; rerun the same command to continue (finished trials are kept)") from None
     return studies
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -160,6 +161,26 @@ def test_a_study_resumes_when_other_poolers_axes_change_but_not_its_own(tiny, tm
     shared = {**base.shared, "lr": Search("log", low=1e-3, high=1e-2)}
     with pytest.raises(DinbenchError, match="for average .*differ in space"):
         tuning.open_studies(path, setup_for(tiny, sp=space_mod.Space(shared, base.own)), ["average"], 1)
+
+
+def test_sigterm_stops_tune_like_ctrl_c(tiny, tmp_path):
+    """``kill PID`` used to end the driver at once, leaving pool workers running as orphans and the
+    trials under way marked running; now it stops as Ctrl-C does (workers stopped, nothing miscounted)."""
+    import optuna
+    import signal
+
+    from dinbench.sweep import sigterm_interrupts
+
+    path = tmp_path / "s.db"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(tuning.TuneInterrupted, match="rerun the same command"):
+        tuning.tune(setup_for(tiny), ["average"], 3, path, tuning.InlineExecutor(), tiny,
+                    on_trial=lambda finished: os.kill(os.getpid(), signal.SIGTERM))  # after the first trial
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+    trials = optuna.load_study(study_name="average", storage=tuning.storage_url(path)).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]  # kept; nothing left running
+    with sigterm_interrupts(), pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_a_budget_goes_down_only_while_no_pooler_has_used_more(tiny, tmp_path):
