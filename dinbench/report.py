@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,9 +224,20 @@ def config_labels(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
     for dataset, configs in _dataset_configs(runs):
         differ = [k for k in _differing(configs) if k not in OWN_COLUMNS] if len(configs) > 1 else []
         for cid, cfg in configs.items():
-            labels[(dataset, cid)] = ", ".join(f"{FIELD_NAMES.get(k, k.replace('_', ' '))} {_shown(cfg.get(k))}"
-                                               for k in differ)
+            labels[(dataset, cid)] = ", ".join(_label_part(k, cfg) for k in differ if _labelled(k, cfg))
     return labels
+
+
+def _labelled(key: str, cfg: dict[str, Any]) -> bool:
+    """Whether a differing field names this config: not a study's searched axis (absent from a tuned
+    config: each pooler's own value is in the settings column), not 'tuned study' of an untuned one."""
+    return key in cfg and (cfg[key] is not None or key != "tuned_study")
+
+
+def _label_part(key: str, cfg: dict[str, Any]) -> str:
+    if key == "tuned_study":  # the study by its name, not its file: 'tuned in study fair8'
+        return f"tuned in study {Path(str(cfg[key])).stem}"
+    return f"{FIELD_NAMES.get(key, key.replace('_', ' '))} {_shown(cfg.get(key))}"
 
 
 def relaimpr(value: float, base: float) -> float:

@@ -223,4 +223,24 @@ def test_tuned_rows_show_each_poolers_chosen_settings_in_wide_and_files(tmp_path
     assert "attention_hidden=40-20" in report.render(table, "csv", "average")
     assert "lr=0.002" in report.render(table, "markdown", "average") and "lr=0.002" in report.render(table, "latex", "average")
     assert "lr=0.004" in _shown(table, 240, wide=True)
+
+
+def test_a_tuned_group_is_labelled_by_its_study_not_by_blanks_for_the_searched_axes(tmp_path):
+    """Beside default-settings runs, a tuned group's label names its study; the axes it searched
+    (each pooler's own value, in the settings column) are left out rather than shown as '—'."""
+    def record(run_id, lr, tuned):
+        cfg = RunConfig(pooler="average", lr=lr, seed=0)
+        write_json_atomic(tmp_path / run_id / "record.json", {
+            "schema": SCHEMA, "run_id": run_id, "status": "completed",
+            "dataset": {"name": "synthetic", "fingerprint": "a" * 40}, "pooler": cfg.pooler,
+            "architecture": "ranking", "seed": 0, "config": cfg.to_dict(), "best_epoch": 1,
+            "test": {"auc": 0.7, "gauc": 0.7, "logloss": 0.5},
+            **({"tuning": {"study": "fair8", "db": "_tuning/synthetic/fair8.db", "pooler": "average",
+                           "trial": 2, "searched": ["lr"]}} if tuned else {})})
+
+    record("t", 0.002, True)
+    record("d", 0.001, False)
+    runs = report.runs_frame(load_records(tmp_path)[0])
+    labels = sorted(report.config_labels(runs).values())
+    assert labels == ["lr 0.001", "tuned in study fair8"]
     assert "settings" not in report.summarize(_runs(), baseline="average")  # untuned: no column
