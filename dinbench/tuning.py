@@ -176,8 +176,8 @@ def _set_budget(path: Path, studies: dict[str, Any], budget: int) -> None:
     """Give every study the budget ``budget``. A larger one extends the study; a smaller one lowers it
     only while no pooler has used more trials than that (the same budget for all stays true), else
     DinbenchError, before any study is changed."""
-    lowered = [spec for spec, st in studies.items() if budget < int(st.user_attrs.get("budget", 0))]
-    over = {spec: counts(studies[spec]) for spec in lowered if counts(studies[spec]) > budget}
+    used_by = {spec: counts(st) for spec, st in studies.items() if budget < int(st.user_attrs.get("budget", 0))}
+    over = {spec: n for spec, n in used_by.items() if n > budget}
     if over:
         used = ", ".join(f"{spec} {n}" for spec, n in over.items())
         raise DinbenchError(
