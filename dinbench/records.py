@@ -48,6 +48,14 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def peak_mb(record: dict[str, Any]) -> float | None:
+    """A run's peak memory in MB as shown (dinbench.memory wrote it): the device's on a GPU, else the
+    host's resident set; None for records written before runs measured it."""
+    peak = record.get("peak_memory") or {}
+    value = peak.get("device_mb") if peak.get("device_mb") is not None else peak.get("host_mb")
+    return None if value is None else float(value)
+
+
 def package_versions() -> dict[str, str]:
     from importlib import metadata  # here: reading records (report) never needs it
 

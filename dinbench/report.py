@@ -26,7 +26,7 @@ from dinbench import poolers
 from dinbench.config import comparable, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.formats import FORMATS  # noqa: F401  (defined without pandas: --help lists them)
-from dinbench.records import Loaded
+from dinbench.records import Loaded, peak_mb
 from dinbench.metrics import gauc_parts
 from dinbench.stats import mean_ci, paired_bootstrap_many, paired_t_pvalue, rank_desc
 from dinbench.tables import md_table, pm
@@ -95,6 +95,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "logloss": r["test"]["logloss"],
                 "best_epoch": r["best_epoch"],
                 "rows_per_s": r.get("train_rows_per_s") or np.nan,
+                "peak_mb": np.nan if peak_mb(r) is None else peak_mb(r),
                 "wall_seconds": r.get("wall_seconds", np.nan),
                 "run_id": r["run_id"],
                 "predictions": predictions,
@@ -266,6 +267,7 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
         logloss_mean=("logloss", "mean"),
         best_epoch=("best_epoch", "mean"),
         rows_per_s=("rows_per_s", "mean"),
+        peak_mb=("peak_mb", "max"),
         wall_seconds=("wall_seconds", "sum"),
     ).reset_index()
     # one seed: the std stays NaN (undefined), and tables show the mean alone
@@ -513,7 +515,8 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
     constants = {c: str(table[c].iloc[0]) for c in LABEL_COLUMNS if c not in labels and not table.empty}
     settings = "settings" in table and table["settings"].astype(bool).any()  # tuned rows (dinbench tune)
     header = [*labels, *(["settings"] if settings else []), "seeds", "test AUC", "test GAUC", *STAT_HEADERS[:1],
-              "RelaImpr (GAUC)", *STAT_HEADERS[1:], "best epoch", "train rows/s"]
+              "RelaImpr (GAUC)", *STAT_HEADERS[1:], "best epoch", "train rows/s",
+              "peak MB"]
     rows = []
     for _, r in table.iterrows():
         rows.append([
@@ -525,6 +528,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[
             str(int(r["rank"])) if "rank" in r else "—", _p(r.get("p_seeds", np.nan)),
             _p(r.get("p_bootstrap", np.nan)), str(r.get("vs_baseline", "")) or "—", str(r.get("vs_best", "")) or "—",
             f"{r['best_epoch']:.1f}", "—" if not np.isfinite(r["rows_per_s"]) else f"{r['rows_per_s']:,.0f}",
+            "—" if not np.isfinite(r.get("peak_mb", np.nan)) else f"{r['peak_mb']:,.0f}",
         ])
     return header, rows, constants
 

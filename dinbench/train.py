@@ -35,6 +35,7 @@ from dinbench.batches import (
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig, config_from_record
 from dinbench.errors import DinbenchError
+from dinbench.memory import PeakMemory
 from dinbench.metrics import evaluate
 from dinbench.model.build import MODEL_FILE, build_model, save_model
 from dinbench.model.ctr import CTRModel
@@ -534,7 +535,8 @@ def _write_outputs(cfg: RunConfig, fitted: Fitted, run_dir: Path, runtime: Runti
 
 
 def _completed_record(cfg: RunConfig, head: dict[str, Any], fitted: Fitted, test_metrics: dict, saved: dict[str, str],
-                      runtime: Runtime, wall_seconds: float, started: float, resumed: bool) -> dict[str, Any]:
+                      runtime: Runtime, wall_seconds: float, started: float, resumed: bool,
+                      peak_memory: dict[str, Any]) -> dict[str, Any]:
     about = runtime.about()
     paper = cfg.protocol == "paper"
     return {
@@ -548,6 +550,7 @@ def _completed_record(cfg: RunConfig, head: dict[str, Any], fitted: Fitted, test
         "artifacts": {"model": MODEL_FILE},
         "train_rows": int(fitted.train_rows),
         "train_rows_per_s": fitted.train_rows_per_s,
+        "peak_memory": peak_memory,  # dinbench.memory: host resident set and device allocations, MB
         "parameters": int(sum(p.numel() for p in fitted.model.parameters())),
         "device": str(fitted.device),
         "world_size": runtime.world,
@@ -586,6 +589,7 @@ def train_run(
     check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
     cfg = graph_step.resolve(cfg, resolve_device(cfg.device), runtime.world)  # the record says which mode ran
     started = time.time()
+    watch = PeakMemory(resolve_device(cfg.device))
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)
     head = _record_head(cfg, prepared, run_dir, "running")
     if tuning is None and resume_dir is not None:
@@ -599,7 +603,8 @@ def train_run(
 
     fitted = _fit_marking_the_record(cfg, prepared, run_dir, head, elapsed, progress, stop, resume, runtime)
     test_metrics, saved = _write_outputs(cfg, fitted, run_dir, runtime)
-    record = _completed_record(cfg, head, fitted, test_metrics, saved, runtime, elapsed(), started, resume is not None)
+    record = _completed_record(cfg, head, fitted, test_metrics, saved, runtime, elapsed(), started, resume is not None,
+                               watch.read())
     write_record(run_dir, record)
     checkpoint.remove(run_dir)
     return run_dir, record

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dinbench import paths, poolers
-from dinbench.records import Loaded
+from dinbench.records import Loaded, peak_mb
 
 if TYPE_CHECKING:
     from dinbench.config import RunConfig
@@ -48,11 +48,15 @@ def run_label(cfg: RunConfig, with_dataset: bool = False) -> str:
     return f"{cfg.dataset} {label}" if with_dataset else label
 
 
+def _peak(mb: float | None) -> str:
+    return f"peak {mb:,.0f} MB  " if mb is not None else ""
+
+
 def print_finished(target: Console, label: str, run_dir: Path, record: dict) -> None:
     t = record["test"]
     target.print(
         f"{label}: test AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  best epoch {record['best_epoch']}  "
-        f"{record['train_rows_per_s']:,.0f} rows/s  {record['wall_seconds']:.1f}s -> {run_dir}/record.json",
+        f"{record['train_rows_per_s']:,.0f} rows/s  {_peak(peak_mb(record))}{record['wall_seconds']:.1f}s -> {run_dir}/record.json",
         soft_wrap=True,
     )
 
