@@ -2,6 +2,7 @@
 
     python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
                                    [--optimizer NAME] [--compile MODE] [--threads 1] [--batch-size 1024]
+                                   [--repeats 3]
 
 What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
 average; the same users, lengths and times at every size) with items drawn uniformly from a catalogue
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="measure every (pooler, size) this many times, interleaved (all sizes once, then again), and "
+                         "judge the target on the median of each repeat's own ratio: on a shared machine one "
+                         "measurement per cell moves by 20-30%% between neighbouring runs")
     ap.add_argument("--steps", type=int, default=0,
                     help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
                          "optimizers, whose epochs at millions of items take hours here")
@@ -61,30 +67,41 @@ def main() -> None:
     print(f"{BEHAVIOURS:,} behaviours of {USERS:,} users, items uniform over the catalogue, {CATEGORIES} categories; "
           f"{what}, batch {args.batch_size:,}, optimizer {effective(overrides, 'optimizer')}"
           + (f", compile {overrides['compile']}" if overrides.get("compile") else "") + "\n")
-    rates: dict[tuple[str, int], dict] = {}
-    for pooler in poolers:
-        for n in sizes:
-            job = dict(items=n, pooler=pooler, threads=args.threads, batch_size=args.batch_size, epochs=args.epochs,
-                       steps=args.steps, overrides=overrides)
-            r = worker(__file__, "train", job)
-            rates[pooler, n] = r
-            base = rates[pooler, sizes[0]]["rows_per_s"]
-            print(f"  {pooler} at {n:>9,} items: {r['rows_per_s']:>9,.0f} rows/s ({r['rows_per_s'] / base:.2f}x of "
-                  f"{sizes[0]:,}), {r['train_rows']:,} rows in {r['train_seconds']:.1f} s, peak RSS "
-                  f"{r['peak_rss_mb']:,.0f} MB", flush=True)
+    rates: dict[tuple[str, int, int], dict] = {}  # (pooler, items, repeat) -> the child's figures
+    for rep in range(args.repeats):
+        for pooler in poolers:
+            for n in sizes:
+                job = dict(items=n, pooler=pooler, threads=args.threads, batch_size=args.batch_size,
+                           epochs=args.epochs, steps=args.steps, overrides=overrides)
+                r = worker(__file__, "train", job)
+                rates[pooler, n, rep] = r
+                base = rates[pooler, sizes[0], rep]["rows_per_s"]
+                print(f"  {'' if args.repeats == 1 else f'repeat {rep + 1}: '}{pooler} at {n:>9,} items: "
+                      f"{r['rows_per_s']:>9,.0f} rows/s ({r['rows_per_s'] / base:.2f}x of {sizes[0]:,}), "
+                      f"{r['train_rows']:,} rows in {r['train_seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB",
+                      flush=True)
 
-    print("\n| pooler | " + " | ".join(f"{n:,} items" for n in sizes) + " |")
+    def rate(pooler: str, n: int) -> float:  # median over repeats
+        return float(statistics.median(rates[pooler, n, rep]["rows_per_s"] for rep in range(args.repeats)))
+
+    def ratios(pooler: str, n: int) -> list[float]:  # each repeat's ratio to its own smallest-catalogue rate
+        return sorted(rates[pooler, n, rep]["rows_per_s"] / rates[pooler, sizes[0], rep]["rows_per_s"]
+                      for rep in range(args.repeats))
+
+    print(f"\n| pooler | " + " | ".join(f"{n:,} items" for n in sizes) + " |"
+          + ("" if args.repeats == 1 else f"   (median rows/s of {args.repeats} repeats, median ratio)"))
     print("|---|" + "---|" * len(sizes))
     for pooler in poolers:
-        base = rates[pooler, sizes[0]]["rows_per_s"]
-        cells = [f"{rates[pooler, n]['rows_per_s']:,.0f} ({rates[pooler, n]['rows_per_s'] / base:.2f}x)" for n in sizes]
+        cells = [f"{rate(pooler, n):,.0f} ({statistics.median(ratios(pooler, n)):.2f}x)" for n in sizes]
         print(f"| {pooler} | " + " | ".join(cells) + " |")
-    print(f"\nratio to the {sizes[0]:,}-item rate, target >= {TARGET_RATIO} at 2,000,000 and 4,000,000 items:")
+    print(f"\nratio to the {sizes[0]:,}-item rate, target >= {TARGET_RATIO} at 2,000,000 and 4,000,000 items"
+          + ("" if args.repeats == 1 else " (median of the repeats' ratios; their range in brackets)") + ":")
     for pooler in poolers:
-        base = rates[pooler, sizes[0]]["rows_per_s"]
         for n in (n for n in sizes if n >= 2_000_000):
-            ratio = rates[pooler, n]["rows_per_s"] / base
-            print(f"  {pooler} at {n:,}: {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
+            each = ratios(pooler, n)
+            ratio = statistics.median(each)
+            spread = "" if args.repeats == 1 else f" [{each[0]:.2f}-{each[-1]:.2f}]"
+            print(f"  {pooler} at {n:,}: {ratio:.2f}{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

@@ -256,6 +256,8 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
     if runs.empty:
         return pd.DataFrame()
     check_same_data(runs)
+    if "peak_mb" not in runs:  # a frame made elsewhere than runs_frame (older callers, tests)
+        runs = runs.assign(peak_mb=np.nan)
     keys = ["dataset", "protocol", "config", "architecture", "pooler"]
     g = runs.groupby(keys, sort=True)
     table = g.agg(
