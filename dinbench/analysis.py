@@ -31,13 +31,14 @@ from dinbench.records import Loaded
 from dinbench.stats import mean_ci
 from dinbench.model.build import load_model
 
-# Right-closed history-length buckets: (lo, hi] in behaviours; the labels read as ranges.
-LENGTH_EDGES = (0, 2, 5, 10, 20, 50, np.inf)
+# Right-closed history-length buckets: (lo, hi] in behaviours; the labels read as ranges. Up to 1,000
+# (--max-len of the long-sequence poolers): a bucket holds no users where histories are shorter.
+LENGTH_EDGES = (0, 2, 5, 10, 20, 50, 100, 200, 500, 1000, np.inf)
 CHANCE = 0.5
 
 
 def length_bucket(hist_len: np.ndarray, edges=LENGTH_EDGES) -> np.ndarray:
-    """Label of each history length's bucket, e.g. '3-5', '51+' (lengths >= 1; 0 gets '0')."""
+    """Label of each history length's bucket, e.g. '3-5', '1001+' (lengths >= 1; 0 gets '0')."""
     labels = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         labels.append(f"{int(lo) + 1}+" if not np.isfinite(hi) else (f"{int(lo) + 1}-{int(hi)}" if hi > lo + 1 else f"{int(hi)}"))
@@ -143,20 +144,24 @@ def intensity(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     Only poolers that attend to the candidate count (``sum``'s weights are its mask). Returns ``(summary, samples)``. ``summary``: one row per (dataset, architecture, pooler) whose
     runs saved a non-constant attention sum: AUC and GAUC of the sum alone (mean and std over
-    seeds), and the mean sum for clicked and not-clicked candidates. Softmax-normalised weights sum
-    to 1 for every sample and carry no signal by construction: they are left out. ``samples``: the
+    seeds), and the mean sum for clicked and not-clicked candidates. Normalised weights (softmax)
+    sum to 1 over every non-empty history (0 over an empty one) and carry no signal by construction:
+    a pooler whose sums are constant over the samples with a history is left out, whatever its name. ``samples``: the
     sums and labels of the lowest seed of each pooler, for the distribution plot.
     """
     per_seed, samples = [], []
     for r in runs.sort_values("seed").itertuples(index=False):
         if not poolers.uses_candidate(r.pooler):
             continue  # e.g. sum: its "weights" are the mask, their sum the history length
-        pred = _predictions(r.predictions, ["user", "label", "attention_sum"])
+        pred = _predictions(r.predictions, ["user", "label", "attention_sum", "hist_len"])
+        if pred is None:  # predictions without hist_len (hand-made): every sample counts as having a history
+            pred = _predictions(r.predictions, ["user", "label", "attention_sum"])
         if pred is None:
             continue
         s = pred["attention_sum"].to_numpy()
         ok = np.isfinite(s)
-        if ok.sum() < 2 or np.ptp(s[ok]) < 1e-6:  # no weights, or softmax (constant sum)
+        with_history = ok & (pred["hist_len"].to_numpy() > 0 if "hist_len" in pred else True)
+        if ok.sum() < 2 or with_history.sum() < 2 or np.ptp(s[with_history]) < 1e-4:  # no weights, or normalised
             continue
         y, u = pred["label"].to_numpy()[ok], pred["user"].to_numpy()[ok]
         per_seed.append({"dataset": r.dataset, "architecture": r.architecture, "pooler": r.pooler, "seed": r.seed,

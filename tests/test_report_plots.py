@@ -29,10 +29,13 @@ from dinbench.train import train_run
 
 
 def test_length_buckets_are_right_closed_ranges():
-    labels = analysis.length_bucket(np.array([0, 1, 2, 3, 5, 6, 10, 11, 20, 21, 50, 51, 400]))
+    labels = analysis.length_bucket(np.array([0, 1, 2, 3, 5, 6, 10, 11, 20, 21, 50, 51, 100, 101, 400, 500, 501,
+                                              1000, 1001, 5000]))
     assert list(labels) == ["0", "1-2", "1-2", "3-5", "3-5", "6-10", "6-10", "11-20", "11-20", "21-50", "21-50",
-                            "51+", "51+"]
-    assert analysis.bucket_order() == ["0", "1-2", "3-5", "6-10", "11-20", "21-50", "51+"]
+                            "51-100", "51-100", "101-200", "201-500", "201-500", "501-1000", "501-1000", "1001+",
+                            "1001+"]
+    assert analysis.bucket_order() == ["0", "1-2", "3-5", "6-10", "11-20", "21-50", "51-100", "101-200", "201-500",
+                                       "501-1000", "1001+"]
 
 
 def _predictions(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:
@@ -73,9 +76,13 @@ def test_intensity_scores_the_sum_alone_and_leaves_out_constant_softmax_sums(tmp
     label = np.tile([1.0, 0.0], n // 2)
     user = np.repeat(np.arange(n // 2), 2)
     informative = label * 2.0 + rng.normal(size=n)  # clicked candidates get larger sums
+    hist_len = np.where(np.arange(n) % 10 == 0, 0, 7)  # some samples without a history: a softmax sums to 0 there
     rows = [
         {"pooler": "din:none", "seed": 0, "predictions": _predictions(
             tmp_path, "none", pd.DataFrame({"user": user, "label": label, "attention_sum": informative}))},
+        {"pooler": "sim:soft", "seed": 0, "predictions": _predictions(  # normalised without ':softmax' in its name
+            tmp_path, "simsoft", pd.DataFrame({"user": user, "label": label, "hist_len": hist_len,
+                                               "attention_sum": np.where(hist_len > 0, 1.0 - 1e-6 * (user % 3), 0.0)}))},
         {"pooler": "din:softmax", "seed": 0, "predictions": _predictions(
             tmp_path, "softmax", pd.DataFrame({"user": user, "label": label, "attention_sum": np.ones(n)}))},
         {"pooler": "sum", "seed": 0, "predictions": _predictions(  # weights = mask: sum = history length

@@ -36,7 +36,7 @@ class Intensity(Figure):
         rows = [[r.pooler, str(int(r.seeds)), pm(r.auc_mean, r.auc_std, 3), pm(r.gauc_mean, r.gauc_std, 3),
                  f"{r.mean_clicked:.3f}", f"{r.mean_not_clicked:.3f}"] for r in summary.itertuples()]
         return ("Interest intensity: the summed weight alone as a predictor (0.5 = no signal; "
-                "softmax variants sum to 1 and are left out)",
+                "poolers with normalised weights sum to 1 and are left out)",
                 md_table(["pooler", "seeds", "AUC of the sum", "GAUC of the sum",
                           "mean sum (clicked)", "mean sum (not clicked)"], rows))
 
