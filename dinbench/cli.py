@@ -320,7 +320,7 @@ def report(
         help="A file ending in .md/.csv/.tex/.json/.txt: write the table there. Any other path: a report "
              "directory with report.md, the table in every format and every plot."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write every plot (PNG and SVG) into this directory."),
-    wide: bool = typer.Option(False, "--wide", help="The terminal table with every column (test AUC, rank, both p-values, vs baseline, best epoch, train rows/s); files always have every column."),
+    wide: bool = typer.Option(False, "--wide", help="The terminal table with every column (test AUC, rank, both p-values, vs baseline, best epoch, train rows/s, peak MB); files always have every column."),
     paper: bool = typer.Option(False, "--paper", help="Add the DIN paper's and BARS' published numbers for the same dataset, with the protocol differences."),
     dataset: Optional[str] = typer.Option(None, help="Only this dataset (comma-separated list allowed)."),
     pooler: Optional[str] = typer.Option(None, help="Only these poolers (comma-separated; name or name:variant)."),

@@ -67,8 +67,9 @@ def test_old_records_report_the_same_table(cli, tmp_path):
     out = invoke("report", "--results-dir", str(results), "--format", "csv", dirs=False)
     assert out.exit_code == 0, out.output
     # The CSV as cbae55c printed it, with two changes of format since (issue 14), no number changed:
-    # p-values in full (0.086, was 0.086000: a p below 0.001 printed as 0.000000) and a last column,
-    # config_label (empty: these runs share one configuration).
+    # p-values in full (0.086, was 0.086000: a p below 0.001 printed as 0.000000), a column peak_mb
+    # (empty: these records predate dinbench.memory) and a last column, config_label (empty: these
+    # runs share one configuration).
     assert out.stdout == (GOLDEN / "report_cbae55c_defaults.csv").read_text()
 
 
