@@ -59,10 +59,13 @@ class Space:
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
 
-    def lines(self) -> list[str]:
-        """One line per axis, for the tune plan and docs."""
+    def lines(self, specs: list[str] | None = None) -> list[str]:
+        """One line per axis, for the tune plan and docs: the shared axes, then the own axes of the
+        poolers in ``specs`` (every pooler's when None; variants of one pooler share theirs)."""
+        names = None if specs is None else {poolers.parse_spec(s)[0] for s in specs}
         out = [f"shared {k}: {_describe(v)}" for k, v in self.shared.items()]
-        out += [f"{p} {k}: {_describe(v)}" for p, o in self.own.items() for k, v in o.items()]
+        out += [f"{p} {k}: {_describe(v)}" for p, o in self.own.items() if names is None or p in names
+                for k, v in o.items()]
         return out
 
 

@@ -71,7 +71,7 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
     console.print(f"tune {study}: {', '.join(specs)} on {dataset}, {trials} trial(s) each ({to_run} to run), "
                   f"epochs cap {settings.get('epochs', OPTIONS['epochs'].default)}, seed {seed}, space "
                   f"{space} ({chosen.digest()}); {plan.describe()}{at_once}; study in {path}")
-    for line in chosen.lines():
+    for line in chosen.lines(specs):
         console.print(f"  {escape(line)}", highlight=False)
     started = time.time()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

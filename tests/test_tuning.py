@@ -56,6 +56,16 @@ def test_default_space_is_read_off_the_declarations():
     assert "average" not in sp.own  # no options: the shared axes only
 
 
+def test_the_plan_lists_only_the_tuned_poolers_own_axes():
+    sp = space_mod.default_space()
+    lines = sp.lines(["average", "din:softmax", "din:none"])
+    own = {line.split()[0] for line in lines if not line.startswith("shared ")}
+    assert own == {"din"}  # not multihead's, bst's, ...; din's variants list them once
+    assert len([line for line in lines if line.startswith("din ")]) == len(sp.own["din"])
+    assert [line for line in lines if line.startswith("shared ")] == [f"shared {k}: " + space_mod._describe(v) for k, v in sp.shared.items()]
+    assert {line.split()[0] for line in sp.lines()} == {"shared"} | set(sp.own)  # no specs: every pooler's
+
+
 def test_space_file_changes_ranges_and_fixes_values(tmp_path):
     f = tmp_path / "space.toml"
     f.write_text('[shared]\nlr = { log = [1e-3, 1e-2] }\ninit_std = 0.05\nepochs = 3\n'
