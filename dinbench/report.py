@@ -95,7 +95,7 @@ def runs_frame(loaded: list[Loaded]) -> pd.DataFrame:
                 "logloss": r["test"]["logloss"],
                 "best_epoch": r["best_epoch"],
                 "rows_per_s": r.get("train_rows_per_s") or np.nan,
-                "peak_mb": np.nan if peak_mb(r) is None else peak_mb(r),
+                "peak_mb": np.nan if (peak := peak_mb(r)) is None else peak,
                 "wall_seconds": r.get("wall_seconds", np.nan),
                 "run_id": r["run_id"],
                 "predictions": predictions,
