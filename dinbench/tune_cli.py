@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -58,39 +59,14 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
     studies = tuning.open_studies(path, setup, specs, trials)
     to_run = sum(max(0, trials - tuning.counts(s)) for s in studies.values())
     plan = sweep.plan(executor, max(1, to_run), workers, threads, gpus_per_run, settings["device"], address)
-    if plan.executor == "ray":  # connects (one line if it cannot) and counts the trials the cluster holds at once
-        runner, source = (tuning.RayExecutor(plan, prepared) if to_run else tuning.InlineExecutor()), None
-        at_once = f"; up to {runner.workers} trial(s) at once" if to_run else ""
-    elif plan.workers > 1:
-        runner, source, at_once = tuning.PoolExecutor(plan), str(root), ""
-    else:
-        from dinbench.runtime import set_threads
-
-        set_threads(plan.threads)
-        runner, source, at_once = tuning.InlineExecutor(), prepared, ""
+    runner, source, at_once = _trial_runner(plan, prepared, root, to_run)
     console.print(f"tune {study}: {', '.join(specs)} on {dataset}, {trials} trial(s) each ({to_run} to run), "
                   f"epochs cap {settings.get('epochs', OPTIONS['epochs'].default)}, seed {seed}, space "
                   f"{space} ({chosen.digest()}); {plan.describe()}{at_once}; study in {path}")
     for line in chosen.lines(specs):
         console.print(f"  {escape(line)}", highlight=False)
     started = time.time()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("best valid GAUC {task.fields[best]}"), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
-        bars = {}
-        for spec, st in studies.items():
-            best = tuning._best(st)
-            bars[spec] = progress.add_task(spec, total=trials, completed=min(trials, tuning.counts(st)),
-                                           best=f"{best.value:.4f}" if best is not None else "—")
-
-        def on_trial(f: tuning.Finished) -> None:
-            progress.update(bars[f.spec], completed=min(f.done, trials),
-                            best=f"{f.best:.4f}" if math.isfinite(f.best) else "—")
-            value = f"{f.value:.4f}" if math.isfinite(f.value) else "—"
-            note = f" ({escape(f.note)})" if f.note else ""
-            progress.console.print(f"{escape(f.spec)} trial {f.number}: {f.state}, valid GAUC {value}{note}",
-                                   highlight=False, soft_wrap=True)
-
+    with _trial_progress(console, studies, trials) as on_trial:
         try:
             tuning.tune(setup, specs, trials, path, runner, source, on_trial, studies)
         finally:
@@ -99,6 +75,51 @@ def tune_command(console: Console, *, dataset: str, pooler: str, trials: int, sp
     print_best(console, studies, trials)
     console.print(f"seeds at each pooler's best settings: dinbench run --tuned --study {study} --dataset {dataset} "
                   f"--pooler {','.join(specs)} --seeds 5")
+
+
+def _trial_runner(plan, prepared, root: Path, to_run: int) -> tuple[Any, Any, str]:
+    """(executor of the trials, what a trial loads its data from, a note for the plan line) for ``plan``:
+    Ray (the driver holds the data; connects, one line if it cannot), the local process pool (workers load
+    the dataset from ``root``), or this process (``prepared`` itself, torch at the plan's threads)."""
+    from dinbench import tuning
+
+    if plan.executor == "ray":
+        if not to_run:
+            return tuning.InlineExecutor(), None, ""
+        runner = tuning.RayExecutor(plan, prepared)  # counts the trials the cluster holds at once
+        return runner, None, f"; up to {runner.workers} trial(s) at once"
+    if plan.workers > 1:
+        return tuning.PoolExecutor(plan), str(root), ""
+    from dinbench.runtime import set_threads
+
+    set_threads(plan.threads)
+    return tuning.InlineExecutor(), prepared, ""
+
+
+@contextmanager
+def _trial_progress(console: Console, studies: dict[str, Any], budget: int) -> Iterator[Callable[[Any], None]]:
+    """A progress bar per pooler (trials done / budget, best valid GAUC so far) and a line per finished
+    trial; yields the ``on_trial`` callback that ``tuning.tune`` calls with each ``tuning.Finished``."""
+    from dinbench import tuning
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best valid GAUC {task.fields[best]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        bars = {}
+        for spec, st in studies.items():
+            best = tuning._best(st)
+            bars[spec] = progress.add_task(spec, total=budget, completed=min(budget, tuning.counts(st)),
+                                           best=f"{best.value:.4f}" if best is not None else "—")
+
+        def on_trial(f: tuning.Finished) -> None:
+            progress.update(bars[f.spec], completed=min(f.done, budget),
+                            best=f"{f.best:.4f}" if math.isfinite(f.best) else "—")
+            value = f"{f.value:.4f}" if math.isfinite(f.value) else "—"
+            note = f" ({escape(f.note)})" if f.note else ""
+            progress.console.print(f"{escape(f.spec)} trial {f.number}: {f.state}, valid GAUC {value}{note}",
+                                   highlight=False, soft_wrap=True)
+
+        yield on_trial
 
 
 def print_best(console: Console, studies: dict[str, Any], budget: int) -> None:

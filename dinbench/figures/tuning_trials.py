@@ -15,6 +15,14 @@ from dinbench.tables import md_table
 
 TUNED = " (tuned)"  # report.TUNED (report is not imported by the figures)
 
+def _horizontal() -> dict[str, object]:
+    """boxplot's keyword for horizontal boxes: ``orientation`` (matplotlib 3.10+; ``vert`` is deprecated
+    from 3.11) or ``vert=False`` (older; >=3.7 is supported)."""
+    import matplotlib
+
+    return {"orientation": "horizontal"} if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10) \
+        else {"vert": False}
+
 
 def study_trials(group: Group) -> pd.DataFrame:
     """Every trial of the studies behind the group's tuned rows: pooler (its row label), trial number,
@@ -102,7 +110,7 @@ def plot_tuning_trials(trials: pd.DataFrame, stem: Path, title: str = "") -> lis
     spreads = [trials[(trials["pooler"] == p) & (trials["state"] == "complete")]["valid_gauc"].to_numpy() for p in names]
     shown = [(p, s) for p, s in zip(names, spreads) if len(s)]
     if shown:
-        right.boxplot([s for _, s in shown], vert=False, widths=0.5)
+        right.boxplot([s for _, s in shown], widths=0.5, **_horizontal())
         right.set_yticks(range(1, len(shown) + 1), [p for p, _ in shown], fontsize=7)
     right.set_xlabel("valid GAUC of completed trials")
     right.grid(alpha=0.3, axis="x")
