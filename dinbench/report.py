@@ -293,12 +293,17 @@ def summarize(runs: pd.DataFrame, baseline: str = "average", n_boot: int = 1000)
 SCOPE = ["dataset", "protocol", "config", "architecture"]
 
 
-def compare(own: pd.DataFrame, other: pd.DataFrame, p_bootstrap: float) -> tuple[float, float, str]:
+def compare(own: pd.DataFrame, other: pd.DataFrame, p_bootstrap: float,
+            d_bootstrap: float = float("nan")) -> tuple[float, float, str]:
     """Two-sided p-values of ``own`` against ``other`` (runs of two poolers in one group) and the flag.
 
     ``(p_seeds, p_bootstrap, flag)``: paired t-test over common seeds, paired bootstrap over test users
-    (computed beforehand, see ``Bootstraps``); flag "≈" when every available test gives p >= 0.05, else
-    "better" or "worse", "" when none is available.
+    (computed beforehand, see ``Bootstraps``; ``d_bootstrap`` its observed GAUC difference, own - other,
+    on the one seed it uses); flag "≈" when every available test gives p >= 0.05, "" when none is
+    available, else the direction of the tests that separate the two: "better" or "worse" when they
+    agree, "mixed" when they do not (e.g. the seeds say better, the one bootstrapped seed worse).
+    A test's direction is its own difference (the mean over common seeds; the bootstrapped seed's),
+    not the difference of the means over all seeds.
     """
     mine, theirs = own.groupby("seed")["gauc"].mean(), other.groupby("seed")["gauc"].mean()
     common = mine.index.intersection(theirs.index)
@@ -309,7 +314,13 @@ def compare(own: pd.DataFrame, other: pd.DataFrame, p_bootstrap: float) -> tuple
         return ps, pb, ""
     if all(p >= 0.05 for p in available):
         return ps, pb, "≈"
-    return ps, pb, "better" if own["gauc"].mean() > other["gauc"].mean() else "worse"
+    d_seeds = float(mine[common].mean() - theirs[common].mean()) if len(common) else float("nan")
+    signs = {np.sign(d) for p, d in ((ps, d_seeds), (pb, d_bootstrap)) if np.isfinite(p) and p < 0.05 and np.isfinite(d)}
+    if not signs:  # a significant test without a known direction (a caller without d_bootstrap)
+        signs = {np.sign(own["gauc"].mean() - other["gauc"].mean())}
+    if len(signs) > 1:
+        return ps, pb, "mixed"
+    return ps, pb, "better" if signs.pop() > 0 else "worse"
 
 
 def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boot: int = 1000) -> None:
@@ -347,7 +358,7 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
             p_boot.append(np.nan)
             flags.append("baseline" if key[-1] == base_key[-1] else "")
         else:
-            ps, pb, flag = compare(own, groups[base_key], boot.p(own, groups[base_key]))
+            ps, pb, flag = compare(own, groups[base_key], boot.p(own, groups[base_key]), boot.diff(own, groups[base_key]))
             p_seeds.append(ps)
             p_boot.append(pb)
             flags.append("≈ baseline" if flag == "≈" else flag)
@@ -355,7 +366,7 @@ def add_statistics(table: pd.DataFrame, runs: pd.DataFrame, baseline: str, n_boo
         if rank == 1 or key == best_key:
             vs_best.append("best")
             continue
-        ps, pb, flag = compare(own, groups[best_key], boot.p(own, groups[best_key]))
+        ps, pb, flag = compare(own, groups[best_key], boot.p(own, groups[best_key]), boot.diff(own, groups[best_key]))
         finite = [x for x in (ps, pb) if np.isfinite(x)]
         shown = f" (p {_p(min(finite))})" if finite else ""
         vs_best.append({"≈": "≈ best", "": "—"}.get(flag, "below best") + shown)
@@ -397,6 +408,7 @@ class Bootstraps:
         self._parts: dict[str, tuple | None] = {}  # path -> (users, labels, impressions, AUC per user)
         self._planned: dict[tuple[str, str], tuple[str, str, int] | None] = {}  # run-id pair -> (file, file, seed)
         self._p: dict[tuple[str, str], float] = {}
+        self._d: dict[tuple[str, str], float] = {}  # the observed GAUC difference (own - other) on that seed
         self._seeds: dict[str, dict[int, str]] = {}  # runs key -> seed -> predictions file
 
     def _key(self, runs: pd.DataFrame) -> str:
@@ -457,11 +469,15 @@ class Bootstraps:
         for (seed, _), items in batches.items():
             results = paired_bootstrap_many(items[0][1], [(a, b) for _, _, a, b in items], n_boot=self.n_boot,
                                             seed=seed)
-            for (pair, *_), (_, p) in zip(items, results):
-                self._p[pair] = p
+            for (pair, *_), (d, p) in zip(items, results):
+                self._p[pair], self._d[pair] = p, d
 
     def p(self, own: pd.DataFrame, other: pd.DataFrame) -> float:
         return self._p[self._pair(own, other)]
+
+    def diff(self, own: pd.DataFrame, other: pd.DataFrame) -> float:
+        """GAUC(own) - GAUC(other) on the seed ``p`` bootstrapped; NaN where it has no p."""
+        return self._d.get(self._pair(own, other), float("nan"))
 
 
 def bootstrap_pvalue(own: pd.DataFrame, base: pd.DataFrame, n_boot: int) -> float:

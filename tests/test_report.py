@@ -60,3 +60,21 @@ def test_the_same_seed_run_twice_counts_once_and_the_latest_is_used():
     assert sorted(kept["gauc"]) == [0.75, 0.80]
     assert len(notes) == 1 and "seed 0: 2 runs" in notes[0] and "1 older" in notes[0]
     assert latest_per_seed(kept)[1] == []
+
+
+def test_the_flag_follows_the_direction_of_the_tests_that_separate_the_two():
+    # over 5 seeds `own` is level with `other` (+0.0001 on average, p ~ 1), but the one seed the
+    # bootstrap uses is 0.007 lower with p 0.002: the flag must not say "better" from the means
+    own = pd.DataFrame({"seed": range(5), "gauc": [0.7676, 0.7651, 0.7702, 0.7735, 0.7722]})
+    other = pd.DataFrame({"seed": range(5), "gauc": [0.7748, 0.7701, 0.7680, 0.7700, 0.7652]})
+    assert own["gauc"].mean() > other["gauc"].mean()
+    ps, pb, flag = report.compare(own, other, 0.002, -0.0072)
+    assert ps > 0.05 and pb == 0.002 and flag == "worse"
+    assert report.compare(own, other, 0.002, +0.0072)[2] == "better"
+    assert report.compare(own, other, 0.30, -0.0072)[2] == "≈"
+    # the seeds separate them one way, the bootstrapped seed the other: "mixed"
+    up = pd.DataFrame({"seed": range(5), "gauc": [0.780, 0.781, 0.782, 0.781, 0.780]})
+    down = pd.DataFrame({"seed": range(5), "gauc": [0.770, 0.771, 0.771, 0.770, 0.772]})
+    assert report.compare(up, down, 0.001, -0.004)[2] == "mixed"
+    assert report.compare(up, down, 0.001, +0.004)[2] == "better"
+    assert report.compare(up, down, float("nan"))[2] == "better"  # the seeds alone
