@@ -15,6 +15,7 @@ from dinbench.tables import md_table
 
 TUNED = " (tuned)"  # report.TUNED (report is not imported by the figures)
 
+
 def _horizontal() -> dict[str, object]:
     """boxplot's keyword for horizontal boxes: ``orientation`` (matplotlib 3.10+; ``vert`` is deprecated
     from 3.11) or ``vert=False`` (older; >=3.7 is supported)."""
