@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from dinbench import hugepages
 from dinbench.optimizers import ADAGRAD_EPS, BETAS, EPS, OPTIMIZERS, ROW_SPARSE
 
 
@@ -57,7 +58,8 @@ class RowSparse(torch.optim.Optimizer):
         self._steps = 0
         # capturable: the step count on the device (float64: exact for any count a run reaches)
         self._step_t = torch.zeros((), dtype=torch.float64, device=tables[0].device) if capturable and tables else None
-        self._slots: dict[torch.Tensor, torch.Tensor] = {}
+        for table in tables:  # now, not at the first step: its time is the catalogue's size (1.5 GB at 4 M items)
+            self._state(table)
 
     @property
     def steps(self) -> int:
@@ -84,7 +86,7 @@ class RowSparse(torch.optim.Optimizer):
             if not table.grad.is_sparse and (table.device.type != "cpu" or self.capturable):
                 self._masked(table, table.grad, group["lr"])  # no nonzero: no host sync, fixed shapes
                 continue
-            rows, grad = _touched_rows(table.grad, self._slot(table))  # [R], [R, dim]
+            rows, grad = _touched_rows(table.grad)  # [R] sorted, [R, dim]
             if rows.numel() == 0:
                 continue
             if self.rule == "lazy-adam":
@@ -92,20 +94,21 @@ class RowSparse(torch.optim.Optimizer):
             else:
                 self._rowwise_adagrad(table, rows, grad, group["lr"])
 
-    def _slot(self, table: torch.Tensor) -> torch.Tensor | None:
-        """Scratch space for summing a sparse gradient's repeated rows on the CPU (see _touched_rows)."""
-        if table.device.type != "cpu" or table.grad is None or not table.grad.is_sparse:
-            return None
-        if table not in self._slots:
-            self._slots[table] = torch.empty(table.shape[0], dtype=torch.long)  # [rows]
-        return self._slots[table]
+    def _state(self, table: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A table's state, made (zeros, in huge pages on the CPU) if it has none: lazy-adam's ``moments``
+        [rows, 2, dim] (both moments of a row side by side: one random read and write per row, not
+        two), rowwise-adagrad's ``sum`` [rows]."""
+        state = self.state[table]
+        if not state:
+            rows, dim = table.shape
+            shape = (rows, 2, dim) if self.rule == "lazy-adam" else (rows,)
+            state["moments" if self.rule == "lazy-adam" else "sum"] = hugepages.zeros(shape, table.dtype, table.device)
+        return state
 
     def _lazy_adam(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """Adam on ``rows`` only, with the same operations in the same order as torch's single-tensor
         Adam (so that with every row touched the result is the dense one, bit for bit)."""
-        state = self.state[table]
-        if not state:  # both moments of a row side by side: one random read and write per row, not two
-            state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
+        state = self._state(table)
         beta1, beta2 = BETAS
         moments = state["moments"].index_select(0, rows)  # [R, 2, dim]
         exp_avg = moments[:, 0].lerp_(grad, 1 - beta1)  # [R, dim]
@@ -131,10 +134,8 @@ class RowSparse(torch.optim.Optimizer):
         rows and their state unchanged. Cost in proportion to the table (meant for small tables and
         GPUs), but no host sync and no data-dependent shapes."""
         touched = grad.ne(0).any(1, keepdim=True)  # [rows, 1]
-        state = self.state[table]
+        state = self._state(table)
         if self.rule == "lazy-adam":
-            if not state:
-                state["moments"] = torch.zeros(table.shape[0], 2, table.shape[1], dtype=table.dtype, device=table.device)
             beta1, beta2 = BETAS
             moments = state["moments"]
             exp_avg = moments[:, 0].lerp(grad, 1 - beta1)  # [rows, dim]
@@ -146,8 +147,6 @@ class RowSparse(torch.optim.Optimizer):
             moments[:, 1] = torch.where(touched, exp_avg_sq, moments[:, 1])
             table.add_(torch.where(touched, step, 0.0))
         else:
-            if not state:
-                state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)
             acc = state["sum"] + grad.pow(2).mean(1)  # [rows]
             state["sum"].copy_(torch.where(touched[:, 0], acc, state["sum"]))
             step = grad / (acc.sqrt() + ADAGRAD_EPS)[:, None] * -lr  # [rows, dim]
@@ -155,9 +154,7 @@ class RowSparse(torch.optim.Optimizer):
 
     def _rowwise_adagrad(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """sum[r] += mean(g_r^2);  w_r -= lr * g_r / (sqrt(sum[r]) + eps), for the touched rows r."""
-        state = self.state[table]
-        if not state:
-            state["sum"] = torch.zeros(table.shape[0], dtype=table.dtype, device=table.device)  # [rows]
+        state = self._state(table)
         acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))  # [R]
         _write_rows(state["sum"], rows, acc)
         updated = table.index_select(0, rows).addcdiv_(grad, (acc.sqrt() + ADAGRAD_EPS)[:, None], value=-lr)
@@ -182,7 +179,7 @@ class RowSparse(torch.optim.Optimizer):
         for group, lr in zip(self.param_groups, saved["lr"]):
             group["lr"] = lr
         for table, state in zip(self.param_groups[1]["params"], saved["tables"]):
-            self.state[table] = {k: v.to(table.device, copy=True) for k, v in state.items()}
+            self.state[table] = {k: hugepages.empty(tuple(v.shape), v.dtype, table.device).copy_(v) for k, v in state.items()}
 
 
 def _write_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> None:
@@ -194,30 +191,25 @@ def _write_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> Non
         dst.index_copy_(0, rows, src)
 
 
-def _touched_rows(grad: torch.Tensor, slot: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows [R] long, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
+def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows [R] long, sorted, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
 
     A sparse gradient lists a row once per lookup (nnz entries, rows repeated). On the CPU the
-    repeats are summed without sorting: ``slot`` ([table rows] long, scratch) maps each row to one
-    representative entry, and each entry is added to its row's (about 2.5x faster than
-    ``coalesce`` at 10k lookups; the order of the rows differs, the sums do not). On other devices
-    ``coalesce`` (sorted, and deterministic where scattered additions would not be).
+    repeats are summed by ``unique`` and ``index_add_`` (each row's entries added in lookup order;
+    about 2.5x faster than ``coalesce`` at 10k lookups). The rows come back sorted, so that the
+    optimizer then reads and writes the table and its state in address order (measured at 4 M
+    rows: a third less time than in lookup order). On other devices ``coalesce`` (also sorted).
     """
     if not grad.is_sparse:
         rows = grad.abs().sum(1).nonzero().squeeze(1)  # under DDP: a row is touched iff its gradient is non-zero
         return rows, grad.index_select(0, rows)
-    if slot is None:
+    if grad.device.type != "cpu":
         grad = grad.coalesce()  # sums repeated rows, sorts them
         return grad.indices()[0], grad.values()
     ids, values = grad._indices()[0], grad._values()  # [nnz], [nnz, dim]
-    entry = torch.arange(len(ids), device=ids.device)  # [nnz]
-    slot[ids] = entry  # one entry per row wins (on the CPU: the last one, deterministically)
-    rep = slot.index_select(0, ids)  # [nnz] the representative entry of each entry's row
-    first = rep == entry  # [nnz] True once per distinct row
-    compact = torch.cumsum(first, 0) - 1  # [nnz] each representative's index among the distinct rows
-    rows = ids[first]  # [R] (a boolean mask: no faster form)
+    rows, inverse = torch.unique(ids, sorted=True, return_inverse=True)  # [R], [nnz]
     summed = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
-    return rows, summed.index_add_(0, compact.index_select(0, rep), values)  # [R], [R, dim]
+    return rows, summed.index_add_(0, inverse, values)  # [R], [R, dim]
 
 
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> None:

@@ -253,3 +253,27 @@ def test_masked_update_equals_the_row_list_update(rule):
     torch.testing.assert_close(opt_masked.state[masked_model.table.weight][key],
                                opt_rows.state[rows_model.table.weight][key], rtol=0, atol=1e-7)
     assert not opt_masked.state[masked_model.table.weight][key][4:].any()
+
+
+def test_a_sparse_gradient_s_rows_come_sorted_and_summed():
+    """The rows a sparse gradient touched come back once each, in address order (the optimizer then
+    reads and writes the table in that order), with their repeated entries summed as ``coalesce`` does."""
+    from dinbench.optim import _touched_rows
+
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 1000, (3000,), generator=gen)  # many rows repeated
+    grad = torch.sparse_coo_tensor(ids[None], torch.randn(3000, 4, generator=gen), (1000, 4))
+    rows, summed = _touched_rows(grad)
+    expected = grad.coalesce()
+    assert torch.equal(rows, expected.indices()[0]) and bool((rows[1:] > rows[:-1]).all())
+    assert torch.allclose(summed, expected.values(), atol=1e-6)
+
+
+@pytest.mark.parametrize("rule, key, shape", [("lazy-adam", "moments", (7, 2, 3)), ("rowwise-adagrad", "sum", (7,))])
+def test_the_tables_state_is_made_with_the_optimizer_not_at_the_first_step(rule, key, shape):
+    """Its size is the catalogue's (1.5 GB at 4 M items): made up front, an out-of-memory comes before
+    training starts and the first step is not seconds longer than the others."""
+    model = Tiny()
+    opt = make_optimizer(rule, model, 0.05)
+    state = opt.state[model.table.weight]
+    assert state[key].shape == shape and not state[key].any()

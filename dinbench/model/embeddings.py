@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dinbench import hugepages
 from dinbench.optimizers import sparse_gradient
 
 
@@ -18,9 +19,8 @@ class FeatureEmbeddings(nn.Module):
         sparse (only the rows a batch touched; a small one's stays dense, which is cheaper to read).
         The numbers are the same either way."""
         super().__init__()
-        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=sparse and sparse_gradient(n_items + 1))
-        self.category = nn.Embedding(n_categories + 1, dim, padding_idx=0,
-                                     sparse=sparse and sparse_gradient(n_categories + 1))
+        self.item = _table(n_items + 1, dim, sparse)
+        self.category = _table(n_categories + 1, dim, sparse)
         for table in (self.item, self.category):
             nn.init.normal_(table.weight, std=init_std)
             with torch.no_grad():
@@ -33,3 +33,14 @@ class FeatureEmbeddings(nn.Module):
     def forward(self, item: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         """item, category: [...] long -> [..., 2 * dim]"""
         return torch.cat([self.item(item), self.category(category)], dim=-1)
+
+
+def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
+    """nn.Embedding(rows, dim, padding_idx=0) whose weight sits in huge pages when it is large
+    (dinbench.hugepages: a row-sparse step reads and writes its rows at random places). Initialised
+    as nn.Embedding initialises its own weight, so the random stream, and every number after it, is
+    the same as without huge pages."""
+    table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse and sparse_gradient(rows),
+                         _weight=hugepages.empty((rows, dim)))
+    table.reset_parameters()  # what nn.Embedding's constructor does when it allocates the weight itself
+    return table
