@@ -3,8 +3,9 @@
 A row-sparse step reads and writes a few thousand rows at random places in the item table and its
 moments (512 MB and 1 GB at 4 M items of width 32). With 4 KB pages nearly every such row costs a
 TLB miss and a page walk on top of its cache miss; with 2 MB pages the whole table is a few hundred
-TLB entries. Measured on the 2-core machine (benchmarks/catalogue.py, docs/performance.md): the
-lazy-Adam row reads and writes of one batch at 4 M items took about 40 % less time.
+TLB entries. Measured on the 2-core machine (a micro-benchmark of one batch's 11,000 row reads and
+writes at 4 M items, docs/performance.md): about 40 % less time; benchmarks/catalogue.py shows the
+whole effect on training.
 
     table = hugepages.empty((rows, dim))      # like torch.empty, in huge pages where the OS allows
     state = hugepages.zeros((rows, 2, dim))   # like torch.zeros
