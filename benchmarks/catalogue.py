@@ -15,7 +15,13 @@ building included). Every (pooler, size) trains in its own child process, which 
 peak RSS.
 
 Printed: each rate, and its ratio to the same pooler's rate at the smallest catalogue (target: at
-least 0.85 at 2 M and 4 M items). A dense optimizer (``--optimizer adam``) updates every row of the
+least 0.85 at 2 M and 4 M items).
+
+``--interleave K``: one process per pooler holds a trainer at every size and trains them in turn, K
+steps each on the same batch rows, over one epoch; the ratio is the median over those rounds of
+each size's rate to the smallest size's in the same round. Slow phases of a shared machine then
+fall on every size alike (whole-epoch rates of one size moved by 20-30 % between neighbouring
+processes here), at the price of one process's memory for all sizes (no peak RSS per size). A dense optimizer (``--optimizer adam``) updates every row of the
 table at every step, so its rate falls with N; a sparse one updates only the rows a batch touched.
 ``--optimizer`` and ``--compile`` go to RunConfig unchanged (default: RunConfig's default).
 """
@@ -48,11 +54,14 @@ def main() -> None:
                     help="measure every (pooler, size) this many times, interleaved (all sizes once, then again), and "
                          "judge the target on the median of each repeat's own ratio: on a shared machine one "
                          "measurement per cell moves by 20-30%% between neighbouring runs")
+    ap.add_argument("--interleave", type=int, default=0, metavar="K",
+                    help="train every size in one process, K steps each in turn on the same rows, over one "
+                         "epoch; judge the median of the per-round ratios (see the docstring)")
     ap.add_argument("--steps", type=int, default=0,
                     help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
                          "optimizers, whose epochs at millions of items take hours here")
     run_options(ap)
-    args = parse_or_serve(ap, {"train": work_train})
+    args = parse_or_serve(ap, {"train": work_train, "interleaved": work_interleaved})
     if args is None:  # a measurement child: done
         return
 
@@ -67,6 +76,9 @@ def main() -> None:
     print(f"{BEHAVIOURS:,} behaviours of {USERS:,} users, items uniform over the catalogue, {CATEGORIES} categories; "
           f"{what}, batch {args.batch_size:,}, optimizer {effective(overrides, 'optimizer')}"
           + (f", compile {overrides['compile']}" if overrides.get("compile") else "") + "\n")
+    if args.interleave:
+        interleaved(args, sizes, poolers, overrides)
+        return
     rates: dict[tuple[str, int, int], dict] = {}  # (pooler, items, repeat) -> the child's figures
     for rep in range(args.repeats):
         for pooler in poolers:
@@ -104,6 +116,65 @@ def main() -> None:
             print(f"  {pooler} at {n:,}: {ratio:.2f}{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def interleaved(args, sizes: list[int], poolers: list[str], overrides: dict) -> None:
+    """--interleave: per pooler, one child trains every size in turn; the per-round ratios' median."""
+    print(f"interleaved: every size in one process per pooler, {args.interleave} steps each in turn on the same rows\n")
+    verdicts = []
+    for pooler in poolers:
+        job = dict(sizes=sizes, pooler=pooler, threads=args.threads, batch_size=args.batch_size,
+                   block=args.interleave, overrides=overrides)
+        r = worker(__file__, "interleaved", job)
+        seconds = {int(n): v for n, v in r["seconds"].items()}  # size -> [round] seconds (same rows in a round)
+        rows = r["rows_per_round"]
+        cells = []
+        for n in sizes:
+            each = sorted(b / a for a, b in zip(seconds[n], seconds[sizes[0]]))  # rate(n) / rate(smallest)
+            ratio = statistics.median(each)
+            rate = statistics.median(rows / t for t in seconds[n])
+            cells.append(f"{rate:,.0f} ({ratio:.2f}x)")
+            if n >= 2_000_000:
+                verdicts.append(f"  {pooler} at {n:,}: {ratio:.2f} [{each[0]:.2f}-{each[-1]:.2f}] "
+                                f"({'met' if ratio >= TARGET_RATIO else 'missed'})")
+        print(f"  {pooler}: " + ", ".join(f"{n:,} items {c}" for n, c in zip(sizes, cells))
+              + f"; {len(seconds[sizes[0]])} rounds of {rows:,} rows, peak RSS of the process {r['peak_rss_mb']:,.0f} MB",
+              flush=True)
+    print(f"\nratio to the {sizes[0]:,}-item rate, target >= {TARGET_RATIO} at 2,000,000 and 4,000,000 items "
+          "(median of the rounds' ratios; their range in brackets):")
+    print("\n".join(verdicts))
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def work_interleaved(job: dict) -> dict:
+    """Trainers at every size in this process; one epoch's batches, ``block`` steps per size in turn
+    (the order rotates each round); the first round is a warm-up and is dropped."""
+    from dinbench.config import RunConfig
+    from dinbench.runtime import LocalRuntime, set_threads
+    from dinbench.train import Trainer, TrainState
+
+    set_threads(job["threads"])
+    trainers = {}
+    for n in job["sizes"]:
+        prepared = catalogue_dataset(n)
+        cfg = RunConfig(dataset=prepared.name, pooler=job["pooler"], protocol="paper", epochs=1,
+                        batch_size=job["batch_size"], **job["overrides"])
+        trainers[n] = Trainer(cfg, prepared, LocalRuntime())
+        trainers[n].learner.net.train()
+    first = trainers[job["sizes"][0]]
+    batches = [b for b in first.batches(TrainState()) if len(b) == job["batch_size"]]  # the same rows at every size
+    k, sizes = job["block"], list(job["sizes"])
+    seconds: dict[int, list[float]] = {n: [] for n in sizes}
+    for r in range(len(batches) // k):
+        rows = batches[r * k:(r + 1) * k]
+        for n in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
+            t0 = time.perf_counter()
+            for b in rows:
+                trainers[n].step(b)[0].item()
+            if r > 0:
+                seconds[n].append(time.perf_counter() - t0)
+    return dict(seconds=seconds, rows_per_round=k * job["batch_size"])
 
 
 def catalogue_dataset(n_items: int, users: int = USERS, behaviours: int = BEHAVIOURS, categories: int = CATEGORIES,
