@@ -10,63 +10,50 @@ whole effect on training.
     table = hugepages.empty((rows, dim))      # like torch.empty, in huge pages where the OS allows
     state = hugepages.zeros((rows, 2, dim))   # like torch.zeros
 
-Linux only, through ``madvise(MADV_HUGEPAGE)`` on the tensor's memory before anything is written
-to it (the pages are then faulted in as huge pages; memory already written stays as it is). Where
-the call does not exist (another OS) or the kernel declines (transparent huge pages ``never``),
-these are plain ``torch.empty``/``torch.zeros``: the values are the same either way, only where
-they sit in memory differs. Tensors under ``MIN_BYTES``, and any device other than the CPU, are
-allocated as usual.
+Linux only: the memory is a fresh private anonymous mapping (``mmap``), advised with
+``MADV_HUGEPAGE`` before anything touches it, so its pages fault in as huge pages. Fresh, because
+memory that the C allocator hands out again (it keeps freed blocks of up to 32 MB for reuse) has
+been touched already and keeps its small pages. Its first touch must be a write (``zeros`` writes
+its zeros; ``empty``'s caller fills it): a read would map the kernel's shared zero page, and a write
+after that gets small pages. Where there is no such call (another OS) or the kernel declines (transparent huge
+pages ``never``), these are plain ``torch.empty``/``torch.zeros``: the values are the same either
+way, only where they sit in memory differs. Tensors under ``MIN_BYTES``, and any device other than
+the CPU, are allocated as usual.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import math
+import mmap
 import sys
-from typing import Any
 
 import torch
 
 MIN_BYTES = 4 << 20  # smaller tables fit the caches and the TLB anyway
-HUGE_PAGE = 2 << 20  # x86-64 and arm64 (4 KB base pages)
-MADV_HUGEPAGE = 14  # <sys/mman.h> on Linux
+_MAPPING = sys.platform.startswith("linux") and hasattr(mmap, "MADV_HUGEPAGE")
 
 
-def _madvise() -> Any:
-    """libc's madvise, or None where there is none to call (not Linux, no libc)."""
-    if not sys.platform.startswith("linux"):
+def _mapped(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor | None:
+    """A tensor in a fresh, untouched, huge-page-advised mapping, or None where one is not wanted or not possible."""
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    if not _MAPPING or torch.device(device).type != "cpu" or nbytes < MIN_BYTES:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
+        memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                           prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        memory.madvise(mmap.MADV_HUGEPAGE)
+    except (OSError, ValueError):
         return None
-    fn = libc.madvise
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_MADVISE = _madvise()
-
-
-def advise(t: torch.Tensor) -> bool:
-    """Ask for huge pages under the whole 2 MB-aligned part of ``t``'s memory. Call it before the
-    memory is first written. True when the kernel took the advice."""
-    if _MADVISE is None or t.device.type != "cpu" or t.nbytes < MIN_BYTES:
-        return False
-    start = t.data_ptr()
-    lo = -(-start // HUGE_PAGE) * HUGE_PAGE  # round up
-    hi = (start + t.nbytes) // HUGE_PAGE * HUGE_PAGE  # round down
-    return hi > lo and _MADVISE(lo, hi - lo, MADV_HUGEPAGE) == 0
+    return torch.frombuffer(memory, dtype=dtype).view(shape)  # the tensor keeps the mapping alive
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
     """``torch.empty(shape)``, in huge pages on the CPU where the OS allows (see the module's doc)."""
-    t = torch.empty(shape, dtype=dtype, device=device)
-    advise(t)
-    return t
+    t = _mapped(shape, dtype, device)
+    return torch.empty(shape, dtype=dtype, device=device) if t is None else t
 
 
 def zeros(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
     """``torch.zeros(shape)``, in huge pages on the CPU where the OS allows (see the module's doc)."""
-    return empty(shape, dtype, device).zero_()
+    t = _mapped(shape, dtype, device)
+    return torch.zeros(shape, dtype=dtype, device=device) if t is None else t.zero_()  # written first: huge pages
