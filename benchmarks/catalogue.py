@@ -2,7 +2,7 @@
 
     python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
                                    [--optimizer NAME] [--compile MODE] [--threads 1] [--batch-size 1024]
-                                   [--repeats 3]
+                                   [--repeats 3 | --interleave 20]
 
 What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
 average; the same users, lengths and times at every size) with items drawn uniformly from a catalogue
