@@ -100,7 +100,7 @@ def main() -> None:
         return sorted(rates[pooler, n, rep]["rows_per_s"] / rates[pooler, sizes[0], rep]["rows_per_s"]
                       for rep in range(args.repeats))
 
-    print(f"\n| pooler | " + " | ".join(f"{n:,} items" for n in sizes) + " |"
+    print("\n| pooler | " + " | ".join(f"{n:,} items" for n in sizes) + " |"
           + ("" if args.repeats == 1 else f"   (median rows/s of {args.repeats} repeats, median ratio)"))
     print("|---|" + "---|" * len(sizes))
     for pooler in poolers:
