@@ -13,11 +13,11 @@ whole effect on training.
 Linux only: the memory is a fresh private anonymous mapping (``mmap``), advised with
 ``MADV_HUGEPAGE`` before anything touches it, so its pages fault in as huge pages. Fresh, because
 memory that the C allocator hands out again (it keeps freed blocks of up to 32 MB for reuse) has
-been touched already and keeps its small pages. Its first touch must be a write (``zeros`` writes
-its zeros; ``empty``'s caller fills it): a read would map the kernel's shared zero page, and a write
-after that gets small pages. Where there is no such call (another OS) or the kernel declines (transparent huge
-pages ``never``), these are plain ``torch.empty``/``torch.zeros``: the values are the same either
-way, only where they sit in memory differs. Tensors under ``MIN_BYTES``, and any device other than
+been touched already and keeps its small pages. ``zeros`` writes its zeros at once, so that the
+pages are made before training rather than during its first steps. Where there is no such call
+(another OS) or the kernel declines (transparent huge pages ``never``), these are plain
+``torch.empty``/``torch.zeros``: the values are the same either way, only where they sit in memory
+differs. Tensors under ``MIN_BYTES``, and any device other than
 the CPU, are allocated as usual.
 """
 
@@ -56,4 +56,4 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, device: to
 def zeros(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
     """``torch.zeros(shape)``, in huge pages on the CPU where the OS allows (see the module's doc)."""
     t = _mapped(shape, dtype, device)
-    return torch.zeros(shape, dtype=dtype, device=device) if t is None else t.zero_()  # written first: huge pages
+    return torch.zeros(shape, dtype=dtype, device=device) if t is None else t.zero_()  # the pages made now
