@@ -21,7 +21,9 @@ least 0.85 at 2 M and 4 M items).
 steps each on the same batch rows, over one epoch; the ratio is the median over those rounds of
 each size's rate to the smallest size's in the same round. Slow phases of a shared machine then
 fall on every size alike (whole-epoch rates of one size moved by 20-30 % between neighbouring
-processes here), at the price of one process's memory for all sizes (no peak RSS per size). A dense optimizer (``--optimizer adam``) updates every row of the
+processes here), at the price of one process's memory for all sizes (no peak RSS per size).
+
+A dense optimizer (``--optimizer adam``) updates every row of the
 table at every step, so its rate falls with N; a sparse one updates only the rows a batch touched.
 ``--optimizer`` and ``--compile`` go to RunConfig unchanged (default: RunConfig's default).
 """

@@ -17,8 +17,7 @@ been touched already and keeps its small pages. ``zeros`` writes its zeros at on
 pages are made before training rather than during its first steps. Where there is no such call
 (another OS) or the kernel declines (transparent huge pages ``never``), these are plain
 ``torch.empty``/``torch.zeros``: the values are the same either way, only where they sit in memory
-differs. Tensors under ``MIN_BYTES``, and any device other than
-the CPU, are allocated as usual.
+differs. Tensors under ``MIN_BYTES``, and any device other than the CPU, are allocated as usual.
 """
 
 from __future__ import annotations

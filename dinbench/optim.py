@@ -195,8 +195,9 @@ def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows [R] long, sorted, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
 
     A sparse gradient lists a row once per lookup (nnz entries, rows repeated). On the CPU the
-    repeats are summed by ``unique`` and ``index_add_`` (each row's entries added in lookup order;
-    about 2.5x faster than ``coalesce`` at 10k lookups). The rows come back sorted, so that the
+    repeats are summed by ``unique`` and ``index_add_`` (each row's entries added in lookup order; as
+    fast as the scatter-to-slot form it replaced, which measured 2.5x faster than ``coalesce`` at 10k
+    lookups). The rows come back sorted, so that the
     optimizer then reads and writes the table and its state in address order (measured at 4 M
     rows: a third less time than in lookup order). On other devices ``coalesce`` (also sorted).
     """

@@ -29,8 +29,8 @@ needs_thp = pytest.mark.skipif(not sys.platform.startswith("linux") or _thp_sett
 
 
 def _huge_kb(t: torch.Tensor) -> int:
-    """AnonHugePages (kB) of the mappings that hold ``t``'s memory, from /proc/self/smaps (the advice
-    splits a mapping: its unaligned ends become mappings of their own)."""
+    """AnonHugePages (kB) of the mappings that hold ``t``'s memory, from /proc/self/smaps (a tensor's
+    memory may span several mappings)."""
     start, end = t.data_ptr(), t.data_ptr() + t.nbytes
     total, overlaps = 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
