@@ -277,3 +277,36 @@ def test_the_tables_state_is_made_with_the_optimizer_not_at_the_first_step(rule,
     opt = make_optimizer(rule, model, 0.05)
     state = opt.state[model.table.weight]
     assert state[key].shape == shape and not state[key].any()
+
+
+@pytest.mark.parametrize("rule, key", [("lazy-adam", "moments"), ("rowwise-adagrad", "sum")])
+def test_a_large_table_updated_in_row_chunks_takes_the_same_steps(rule, key, monkeypatch):
+    """A table over CACHE_BYTES is updated a few rows at a time (optim._chunks); every number is the one
+    the update in one piece gives, bit for bit."""
+    from dinbench import optim
+
+    def run(cache_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(optim, "CACHE_BYTES", cache_bytes)
+        monkeypatch.setattr(optim, "ROW_CHUNK_BYTES", 3 * 4 * 4 * 5)  # 5 rows of dim 4 a chunk
+        torch.manual_seed(0)
+        model = Tiny(rows=60, dim=4)
+        opt = make_optimizer(rule, model, 0.05)
+        gen = torch.Generator().manual_seed(7)
+        _train(model, opt, [torch.randint(0, 60, (40,), generator=gen) for _ in range(5)])  # ~30 rows a step
+        return model.table.weight.detach().clone(), opt.state[model.table.weight][key].clone()
+
+    pieces = []
+    real_chunks = optim._chunks
+
+    def counted(*args):
+        for piece in real_chunks(*args):
+            pieces.append(len(piece[0]))
+            yield piece
+
+    monkeypatch.setattr(optim, "_chunks", counted)
+    chunked = run(cache_bytes=0)
+    assert max(pieces) == 5 and len(pieces) > 2 * 5  # several pieces a step
+    pieces.clear()
+    whole = run(cache_bytes=1 << 40)
+    assert len(pieces) == 5  # one a step
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
