@@ -89,6 +89,39 @@ def test_packed_helpers_match_dense_arithmetic():
     torch.testing.assert_close(packed.narrow(slice(1, 3)).keys, packed.keys[:, 1:3])
 
 
+@pytest.mark.parametrize("fillers", [False, True])
+def test_unnormalised_attention_skips_the_padded_round_trip_with_the_same_numbers(fillers):
+    """``attend(..., 'none')`` pools with each position's own score; pooled, weights and the scores'
+    gradient are the padded route's (``normalize_scores`` over [B, L]) bit for bit, also with a static
+    batch's fillers (listed padding positions, which must weigh 0)."""
+    from dinbench.poolers.base import attend, normalize_scores
+
+    torch.manual_seed(2)
+    keys, mask = torch.randn(6, 9, 4), torch.rand(6, 9) < 0.6
+    mask[3] = False  # an empty history
+    packed = Packed.from_padded(keys, mask)
+    if fillers:  # two fillers at row 3's padding, as BehaviourStore.batch_static lists them
+        at = int((packed.row < 3).sum())
+        packed.keys = torch.cat([packed.keys[:at], torch.randn(2, 4), packed.keys[at:]])
+        packed.row = torch.cat([packed.row[:at], torch.tensor([3, 3]), packed.row[at:]])
+        packed.pos = torch.cat([packed.pos[:at], torch.tensor([0, 1]), packed.pos[at:]])
+        packed.real = torch.cat([torch.ones(at, dtype=torch.bool), torch.zeros(2, dtype=torch.bool),
+                                 torch.ones(len(packed.keys) - at - 2, dtype=torch.bool)])
+    out = []
+    for route in ("direct", "padded"):
+        scores = torch.randn(len(packed.keys), generator=torch.Generator().manual_seed(4)).requires_grad_()
+        if route == "direct":
+            pooled, weights = attend(packed, scores, "none")
+        else:
+            weights = normalize_scores(packed.to_padded(scores), packed.mask, "none")
+            pooled = packed.weighted_sum(weights)
+        pooled.square().sum().backward()
+        out.append((pooled, weights, scores.grad))
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+    assert (out[0][1][~mask] == 0).all() and (out[0][0][3] == 0).all()
+
+
 def test_a_pooler_without_a_packed_implementation_still_works_through_padding():
     """Third-party poolers written against the README's padded interface keep working in the model."""
 

@@ -116,7 +116,14 @@ def normalize_scores(scores: torch.Tensor, mask: torch.Tensor, normalization: st
 
 
 def attend(packed: Packed, scores: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores of the real positions [N] -> (pooled [B, D], weights [B, L]), normalised per row over its positions."""
+    """Scores of the real positions [N] -> (pooled [B, D], weights [B, L]), normalised per row over its positions.
+
+    ``none`` weighs each listed position by its own score (0 for a static batch's fillers), so the pooled
+    sum needs no [B, L] round trip, and the [B, L] weights are a copy for callers that read them (training
+    discards them, so no gradient passes through it). The numbers are those of the padded route."""
+    if normalization == "none":
+        w = scores if packed.real is None else scores * packed.real  # [N]
+        return packed.weighted_sum(w), packed.to_padded(w)  # [B, D], [B, L] (0 at padding)
     weights = normalize_scores(packed.to_padded(scores), packed.mask, normalization)  # [B, L], 0 at padding
     return packed.weighted_sum(weights), weights
 
