@@ -122,6 +122,31 @@ def test_unnormalised_attention_skips_the_padded_round_trip_with_the_same_number
     assert (out[0][1][~mask] == 0).all() and (out[0][0][3] == 0).all()
 
 
+def test_a_sparse_table_is_looked_up_once_for_candidates_and_history(monkeypatch):
+    """Candidates and history share one lookup of a sparse-gradient table (one sparse gradient, history
+    entries first); the embeddings are those of two lookups, the summed gradient equal up to rounding;
+    a dense table keeps its two lookups."""
+    from dinbench import optimizers
+    from dinbench.model.embeddings import FeatureEmbeddings
+
+    monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 20)  # the item table (31 rows) sparse, the category one (6) dense
+    torch.manual_seed(0)
+    emb = FeatureEmbeddings(30, 5, 4, 0.1, sparse=True)
+    assert emb.item.sparse and not emb.category.sparse
+    gen = torch.Generator().manual_seed(1)
+    qi, ki = torch.tensor([3, 3, 7, 29, 3, 12]), torch.randint(1, 31, (15,), generator=gen)  # candidate 3 thrice
+    qc, kc = torch.randint(1, 6, (6,), generator=gen), torch.randint(1, 6, (15,), generator=gen)
+    q, keys = emb.query_and_keys(qi, qc, ki, kc)
+    assert torch.equal(q, emb(qi, qc)) and torch.equal(keys, emb(ki, kc))
+    w_q, w_k = torch.randn(6, 8, generator=gen), torch.randn(15, 8, generator=gen)
+    ((q * w_q).sum() + (keys * w_k).sum()).backward()
+    grad = emb.item.weight.grad
+    assert grad.is_sparse and torch.equal(grad._indices()[0], torch.cat([ki, qi]))  # one tensor, history first
+    assert not emb.category.weight.grad.is_sparse
+    expected = torch.zeros(31, 4).index_add_(0, qi, w_q[:, :4]).index_add_(0, ki, w_k[:, :4])
+    torch.testing.assert_close(grad.to_dense(), expected, rtol=0, atol=1e-6)
+
+
 def test_a_pooler_without_a_packed_implementation_still_works_through_padding():
     """Third-party poolers written against the README's padded interface keep working in the model."""
 

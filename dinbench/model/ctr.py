@@ -108,10 +108,9 @@ class CTRModel(nn.Module):
         return pooled, weights
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q = self.embeddings(batch.item, batch.category)  # [B, D]
         at = (batch.row, batch.pos)  # [N], [N]: the real history positions, row-major
         items, categories = batch.hist_item[at], batch.hist_category[at]  # [N], [N]
-        keys = self.embeddings(items, categories)  # [N, D]
+        q, keys = self.embeddings.query_and_keys(batch.item, batch.category, items, categories)  # [B, D], [N, D]
         packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real, items, categories)
         if self.training and batch.hist_neg_item is not None:  # a pooler's auxiliary loss (Pooler.needs_negatives)
             packed.negatives = self.embeddings(batch.hist_neg_item[at], batch.hist_neg_category[at])  # [N, D]

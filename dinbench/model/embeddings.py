@@ -34,6 +34,28 @@ class FeatureEmbeddings(nn.Module):
         """item, category: [...] long -> [..., 2 * dim]"""
         return torch.cat([self.item(item), self.category(category)], dim=-1)
 
+    def query_and_keys(self, query_item: torch.Tensor, query_category: torch.Tensor, item: torch.Tensor,
+                       category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(self(query_item, query_category) [B, 2 * dim], self(item, category) [N, 2 * dim]) from ids [B]
+        and [N]. A table with a sparse gradient is looked up once for both: its gradient then comes as one
+        sparse tensor instead of two that autograd adds (3 % faster steps of ``average`` at 4 M items).
+        The keys' entries go first, as in that sum, so a row's entries are summed in the same order,
+        except that a row that is the candidate of several batch rows now adds those one by one (autograd
+        had summed them first): the same numbers up to float rounding, and only for sparse tables (50,000
+        rows and more, dinbench.optimizers.SPARSE_MIN_ROWS). Dense tables keep two lookups, bit for bit."""
+        pairs = [_lookup_both(table, q, k) for table, q, k in
+                 ((self.item, query_item, item), (self.category, query_category, category))]
+        return (torch.cat([pairs[0][0], pairs[1][0]], dim=-1),  # [B, 2 * dim]
+                torch.cat([pairs[0][1], pairs[1][1]], dim=-1))  # [N, 2 * dim]
+
+
+def _lookup_both(table: nn.Embedding, query: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(table(query) [B, dim], table(keys) [N, dim]); one lookup when the table's gradient is sparse."""
+    if not table.sparse:
+        return table(query), table(keys)
+    both = table(torch.cat([keys, query]))  # [N + B, dim]
+    return both[len(keys):], both[:len(keys)]
+
 
 def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
     """nn.Embedding(rows, dim, padding_idx=0) whose weight sits in huge pages when it is large
