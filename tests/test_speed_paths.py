@@ -145,6 +145,11 @@ def test_a_sparse_table_is_looked_up_once_for_candidates_and_history(monkeypatch
     assert not emb.category.weight.grad.is_sparse
     expected = torch.zeros(31, 4).index_add_(0, qi, w_q[:, :4]).index_add_(0, ki, w_k[:, :4])
     torch.testing.assert_close(grad.to_dense(), expected, rtol=0, atol=1e-6)
+    emb.zero_grad(set_to_none=True)  # with the padding id among the ids, its row still gets no gradient
+    q, keys = emb.query_and_keys(qi, qc, torch.cat([ki[:5], torch.tensor([0]), ki[5:]]), torch.cat([kc[:5], kc[:1], kc[5:]]))
+    assert (keys[5, :4] == 0).all()
+    ((q * w_q).sum() + (keys * torch.randn(16, 8, generator=gen)).sum()).backward()
+    assert (emb.item.weight.grad.to_dense()[0] == 0).all() and emb.item.weight.grad.to_dense()[1:].abs().sum() > 0
 
 
 def test_a_pooler_without_a_packed_implementation_still_works_through_padding():

@@ -53,8 +53,32 @@ def _lookup_both(table: nn.Embedding, query: torch.Tensor, keys: torch.Tensor) -
     """(table(query) [B, dim], table(keys) [N, dim]); one lookup when the table's gradient is sparse."""
     if not table.sparse:
         return table(query), table(keys)
-    both = table(torch.cat([keys, query]))  # [N + B, dim]
+    ids = torch.cat([keys, query])  # [N + B]
+    both = _SparseLookup.apply(table.weight, ids) if _no_padding(ids) else table(ids)  # [N + B, dim]
     return both[len(keys):], both[:len(keys)]
+
+
+def _no_padding(ids: torch.Tensor) -> bool:
+    """Whether ``ids`` surely hold no padding id 0 (checked on the CPU only: a GPU would wait for the answer)."""
+    return ids.device.type == "cpu" and not bool((ids == 0).any())
+
+
+class _SparseLookup(torch.autograd.Function):
+    """``nn.Embedding(..., sparse=True)``'s lookup of ids [M] without padding: weight [rows, dim] -> [M, dim],
+    the gradient the same sparse tensor (entries in lookup order). torch's own backward first drops the
+    padding id's entries with two boolean-mask copies of the [M, dim] gradient, which at 4 M items cost
+    about as much as the rest of the backward; with no padding id present there is nothing to drop."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.shape = weight.shape
+        return weight.index_select(0, ids)  # what F.embedding computes for 1-d ids
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (ids,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(ids[None], grad, ctx.shape, check_invariants=False), None
 
 
 def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
