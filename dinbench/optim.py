@@ -112,15 +112,15 @@ class RowSparse(torch.optim.Optimizer):
         state = self._state(table)
         beta1, beta2 = BETAS
         bias_correction1, bias_correction2_sqrt = self._bias_corrections()
-        for rows, grad in _chunks(rows, grad, table):  # [C], [C, dim]
-            moments = state["moments"].index_select(0, rows)  # [C, 2, dim]
-            exp_avg = moments[:, 0].lerp_(grad, 1 - beta1)  # [C, dim]
-            exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # [C, dim]
+        for part, g in _chunks(rows, grad, table):  # [C] rows, [C, dim] their gradients
+            moments = state["moments"].index_select(0, part)  # [C, 2, dim]
+            exp_avg = moments[:, 0].lerp_(g, 1 - beta1)  # [C, dim]
+            exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(g, g, value=1 - beta2)  # [C, dim]
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-            _write_rows(state["moments"], rows, moments)
+            _write_rows(state["moments"], part, moments)
             # w + (-lr / bc1) * m / denom, as addcdiv_ rounds it; added in place: one pass over the rows, not
             # a gather and a scatter (3x faster at 4 M rows)
-            table.index_add_(0, rows, exp_avg.mul(-lr / bias_correction1).div_(denom))
+            table.index_add_(0, part, exp_avg.mul(-lr / bias_correction1).div_(denom))
 
     def _bias_corrections(self) -> tuple[Any, Any]:
         """(1 - beta1^t, sqrt(1 - beta2^t)) for step t: floats, or 0-d device tensors when capturable."""
@@ -158,10 +158,10 @@ class RowSparse(torch.optim.Optimizer):
     def _rowwise_adagrad(self, table: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         """sum[r] += mean(g_r^2);  w_r -= lr * g_r / (sqrt(sum[r]) + eps), for the touched rows r (in row chunks)."""
         state = self._state(table)
-        for rows, grad in _chunks(rows, grad, table):  # [C], [C, dim]
-            acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))  # [C]
-            _write_rows(state["sum"], rows, acc)
-            table.index_add_(0, rows, grad.mul(-lr).div_((acc.sqrt() + ADAGRAD_EPS)[:, None]))  # as addcdiv_ rounds it
+        for part, g in _chunks(rows, grad, table):  # [C] rows, [C, dim] their gradients
+            acc = state["sum"].index_select(0, part).add_(g.pow(2).mean(1))  # [C]
+            _write_rows(state["sum"], part, acc)
+            table.index_add_(0, part, g.mul(-lr).div_((acc.sqrt() + ADAGRAD_EPS)[:, None]))  # as addcdiv_ rounds it
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """Tensors, numbers and strings only (a checkpoint loads with ``weights_only=True``)."""

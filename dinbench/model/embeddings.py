@@ -59,8 +59,11 @@ def _lookup_both(table: nn.Embedding, query: torch.Tensor, keys: torch.Tensor) -
 
 
 def _no_padding(ids: torch.Tensor) -> bool:
-    """Whether ``ids`` surely hold no padding id 0 (checked on the CPU only: a GPU would wait for the answer)."""
-    return ids.device.type == "cpu" and not bool((ids == 0).any())
+    """Whether ``ids`` surely hold no padding id 0: checked in eager mode on the CPU only (a GPU would wait
+    for the answer, and under torch.compile the check would split the graph); elsewhere False."""
+    if ids.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return not bool((ids == 0).any())
 
 
 class _SparseLookup(torch.autograd.Function):
