@@ -115,7 +115,7 @@ def main() -> None:
             each = ratios(pooler, n)
             ratio = statistics.median(each)
             spread = "" if args.repeats == 1 else f" [{each[0]:.2f}-{each[-1]:.2f}]"
-            print(f"  {pooler} at {n:,}: {ratio:.2f}{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
+            print(f"  {pooler} at {n:,}: {ratio:.3f}{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
@@ -137,7 +137,7 @@ def interleaved(args, sizes: list[int], poolers: list[str], overrides: dict) -> 
             rate = statistics.median(rows / t for t in seconds[n])
             cells.append(f"{rate:,.0f} ({ratio:.2f}x)")
             if n >= 2_000_000:
-                verdicts.append(f"  {pooler} at {n:,}: {ratio:.2f} [{each[0]:.2f}-{each[-1]:.2f}] "
+                verdicts.append(f"  {pooler} at {n:,}: {ratio:.3f} [{each[0]:.2f}-{each[-1]:.2f}] "
                                 f"({'met' if ratio >= TARGET_RATIO else 'missed'})")
         print(f"  {pooler}: " + ", ".join(f"{n:,} items {c}" for n, c in zip(sizes, cells))
               + f"; {len(seconds[sizes[0]])} rounds of {rows:,} rows, peak RSS of the process {r['peak_rss_mb']:,.0f} MB",
