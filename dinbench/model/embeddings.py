@@ -69,8 +69,9 @@ def _no_padding(ids: torch.Tensor) -> bool:
 class _SparseLookup(torch.autograd.Function):
     """``nn.Embedding(..., sparse=True)``'s lookup of ids [M] without padding: weight [rows, dim] -> [M, dim],
     the gradient the same sparse tensor (entries in lookup order). torch's own backward first drops the
-    padding id's entries with two boolean-mask copies of the [M, dim] gradient, which at 4 M items cost
-    about as much as the rest of the backward; with no padding id present there is nothing to drop."""
+    padding id's entries with two boolean-mask copies of the [M, dim] gradient; with no padding id present
+    there is nothing to drop. Measured at 4 M rows: one lookup and backward of 8,160 ids 1.37 ms with
+    torch's, 0.60-0.94 ms with this; a training step of ``average`` 1.6 % faster (docs/performance.md)."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
