@@ -43,10 +43,9 @@ class FeatureEmbeddings(nn.Module):
         except that a row that is the candidate of several batch rows now adds those one by one (autograd
         had summed them first): the same numbers up to float rounding, and only for sparse tables (50,000
         rows and more, dinbench.optimizers.SPARSE_MIN_ROWS). Dense tables keep two lookups, bit for bit."""
-        pairs = [_lookup_both(table, q, k) for table, q, k in
-                 ((self.item, query_item, item), (self.category, query_category, category))]
-        return (torch.cat([pairs[0][0], pairs[1][0]], dim=-1),  # [B, 2 * dim]
-                torch.cat([pairs[0][1], pairs[1][1]], dim=-1))  # [N, 2 * dim]
+        query_i, keys_i = _lookup_both(self.item, query_item, item)  # [B, dim], [N, dim]
+        query_c, keys_c = _lookup_both(self.category, query_category, category)  # [B, dim], [N, dim]
+        return torch.cat([query_i, query_c], dim=-1), torch.cat([keys_i, keys_c], dim=-1)  # [B, 2 dim], [N, 2 dim]
 
 
 def _lookup_both(table: nn.Embedding, query: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
