@@ -102,9 +102,10 @@ def _steps(model, batches, lr: float) -> float:
 
 def _tiny_ids(batch, n: int):
     """The same batch with every id folded into 1..n-1 (for a model with n-row tables)."""
-    fold = lambda t: torch.where(t > 0, t % (n - 1) + 1, t)  # noqa: E731 - keeps padding 0
+    fold = lambda t: None if t is None else torch.where(t > 0, t % (n - 1) + 1, t)  # noqa: E731 - keeps padding 0
     return type(batch)(**{**batch.__dict__, **{k: fold(getattr(batch, k)) for k in
-                                               ("item", "category", "hist_item", "hist_category")}})
+                                               ("item", "category", "hist_item", "hist_category", "packed_item",
+                                                "packed_category")}})
 
 
 def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, float]:

@@ -138,8 +138,10 @@ def predict(
 
     Rows are scored in batches of ``batch_size``, shortest histories first (little padding); the
     row order goes to the device once and the scores stay there until the one copy back at the end.
+    Batches carry the padded [B, L] history only for a model that reads it (``needs_padded``).
     """
     model.eval()
+    padded = getattr(model, "needs_padded", True)
     device = torch.device(device)
     n = len(samples)
     batches = length_sorted_indices(samples.hist_len, batch_size)
@@ -151,7 +153,7 @@ def predict(
     for idx in batches:
         rows = order[start : start + len(idx)]
         start += len(idx)
-        batch = store.batch(samples, rows)
+        batch = store.batch(samples, rows, padded=padded)
         with autocast(precision, device):
             logits, weights = model(batch)  # [b], [b, L] or None
         probs.index_copy_(0, rows.device, torch.sigmoid(logits).float())  # [b] into [N]

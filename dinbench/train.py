@@ -240,6 +240,7 @@ class Trainer:
         self.learner = make_learner(cfg, prepared, self.data, self.device, runtime)
         # a pooler's auxiliary loss that needs sampled negatives: drawn once, seeded (dinbench.poolers.base)
         self.negatives = self.learner.model.needs_negatives
+        self.padded = self.learner.model.needs_padded  # else batches skip the [B, L] history columns
         if self.negatives:
             self.data.store.draw_negatives(prepared, cfg.seed)
         # --compile cuda-graphs: full batches replay one captured step (dinbench.graph_step)
@@ -314,7 +315,7 @@ class Trainer:
             return self.graph(rows.device, graph_step.capacity(positions, len(rows), self.cfg.max_len))
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
         # B = len(idx) rows, histories [B, L], on the device
-        batch = self.data.store.batch(self.data.train, idx, negatives=self.negatives)
+        batch = self.data.store.batch(self.data.train, idx, negatives=self.negatives, padded=self.padded)
         return self.update(batch, n_real, len(rows))
 
     def static_step(self, idx: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -339,8 +340,8 @@ class Trainer:
             emb = learner.model.embeddings
             objective = loss + learner.regularizer(
                 emb.item, emb.category,
-                torch.cat([batch.item[:, None], batch.hist_item], 1),  # [B, 1 + L]
-                torch.cat([batch.category[:, None], batch.hist_category], 1),  # [B, 1 + L]
+                torch.cat([batch.item, batch.packed_item]),  # [B + N]: the ids the batch embeds
+                torch.cat([batch.category, batch.packed_category]),  # [B + N]
             )
         aux = learner.model.auxiliary_loss()  # [] or None
         if aux is not None:

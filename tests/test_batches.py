@@ -101,3 +101,31 @@ def test_the_epoch_loss_is_summed_without_reading_the_device():
     for step in range(1, 4):
         loss.add(torch.tensor(0.5, device="meta"), 256, step)  # would fail on meta if it read a value
     assert loss.total.device.type == "meta"
+
+
+def test_a_batch_without_the_padded_history_is_the_same_batch_less_those_columns(tiny, stores):
+    """``padded=False`` (what training and scoring ask for when the model reads no [B, L] history)
+    skips exactly the padded columns: every other field, the packed ids included, is the same."""
+    store, _ = stores
+    samples = store.samples(tiny.splits["train"], 20)
+    idx = np.random.default_rng(3).permutation(len(samples))[:77]
+    full, lean = store.batch(samples, idx), store.batch(samples, idx, padded=False)
+    padded_only = {"hist_item", "hist_category", "age", "hist_neg_item", "hist_neg_category"}
+    for name, value in full.__dict__.items():
+        if name in padded_only:
+            assert getattr(lean, name) is None, name
+        elif value is not None:
+            assert torch.equal(getattr(lean, name), value), name
+    assert full.hist_item is not None and full.packed_item.numel() == int(full.mask.sum()) > 0
+    assert torch.equal(full.packed_item, full.hist_item[full.mask])  # the real positions, row-major
+
+
+def test_packed_negatives_are_the_padded_negatives_at_the_real_positions(tiny):
+    store = make_store(tiny)
+    store.draw_negatives(tiny, seed=3)
+    samples = store.samples(tiny.splits["train"], 20)
+    idx = np.arange(50)
+    full, lean = store.batch(samples, idx, negatives=True), store.batch(samples, idx, negatives=True, padded=False)
+    assert torch.equal(full.packed_neg_item, full.hist_neg_item[full.mask])
+    assert torch.equal(full.packed_neg_category, full.hist_neg_category[full.mask])
+    assert torch.equal(lean.packed_neg_item, full.packed_neg_item) and lean.hist_neg_item is None

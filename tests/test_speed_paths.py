@@ -276,3 +276,59 @@ def test_bucketing_keeps_every_row_once_per_epoch_is_seeded_and_groups_lengths()
 
 def test_bucketing_stays_off_by_default():
     assert RunConfig().bucket is False
+
+
+AGE_READERS = [("time-decay", {"decay_age": "time"}), ("bst", {"position": "time"})]
+
+
+@pytest.mark.parametrize("spec", ALL)
+def test_a_model_that_reads_no_padded_history_scores_a_lean_batch_the_same(tiny, spec):
+    """Training and scoring skip the batch's [B, L] columns for a model whose ``needs_padded`` is False:
+    its logits and weights on such a batch are the same, bit for bit, as on the full batch."""
+    torch.manual_seed(0)
+    model = CTRModel(tiny.n_items, tiny.n_categories, lambda d: poolers.build(spec, d), embedding_dim=4, mlp_hidden=(16, 8))
+    assert not model.needs_padded
+    store = make_store(tiny)
+    samples = store.samples(tiny.splits["train"], 20)
+    idx = np.random.default_rng(0).permutation(len(samples))[:96]
+    model.eval()
+    logits, weights = model(store.batch(samples, idx))
+    lean_logits, lean_weights = model(store.batch(samples, idx, padded=False))
+    assert torch.equal(logits, lean_logits)
+    assert (weights is None and lean_weights is None) or torch.equal(weights, lean_weights)
+
+
+@pytest.mark.parametrize("spec, opts", AGE_READERS)
+def test_poolers_that_weigh_by_age_get_padded_batches(tiny, spec, opts, tmp_path):
+    model = CTRModel(tiny.n_items, tiny.n_categories, lambda d: poolers.build(spec, d, **opts), embedding_dim=4)
+    assert model.needs_padded
+    store = make_store(tiny)
+    samples = store.samples(tiny.splits["train"], 20)
+    with pytest.raises(ValueError, match="needs the age tensor"):  # what a lean batch would do to it
+        model(store.batch(samples, np.arange(32), padded=False))
+    model(store.batch(samples, np.arange(32)))
+    from dinbench.config import RunConfig
+    from dinbench.train import train_run
+
+    cfg = RunConfig(dataset="synthetic", pooler=spec, pooler_options=opts, epochs=1, embedding_dim=4, mlp_hidden=(8,),
+                    batch_size=128, max_len=20)
+    _, record = train_run(cfg, tiny, tmp_path)  # training and scoring hand it the padded history
+    assert 0 < record["test"]["auc"] < 1
+    three = CTRModel(tiny.n_items, tiny.n_categories, lambda d: poolers.build("average", d), embedding_dim=4,
+                     architecture="three-tower")
+    assert three.needs_padded  # its cross features count the padded history's ids
+
+
+def test_the_minibatch_l2_of_packed_ids_equals_that_of_padded_ids(tiny):
+    from dinbench.model.regularization import MiniBatchL2
+
+    store = make_store(tiny)
+    samples = store.samples(tiny.splits["train"], 20)
+    batch = store.batch(samples, np.arange(64))
+    torch.manual_seed(0)
+    items, cats = torch.nn.Embedding(tiny.n_items + 1, 4), torch.nn.Embedding(tiny.n_categories + 1, 4)
+    reg = MiniBatchL2(np.arange(tiny.n_items + 1) + 1.0, np.arange(tiny.n_categories + 1) + 1.0, weight=0.3)
+    padded = reg(items, cats, torch.cat([batch.item[:, None], batch.hist_item], 1),
+                 torch.cat([batch.category[:, None], batch.hist_category], 1))
+    packed = reg(items, cats, torch.cat([batch.item, batch.packed_item]), torch.cat([batch.category, batch.packed_category]))
+    assert torch.equal(padded, packed)

@@ -88,6 +88,12 @@ class CTRModel(nn.Module):
         return any(p.needs_negatives for p in self.poolers)
 
     @property
+    def needs_padded(self) -> bool:
+        """Whether the forward reads the batch's padded [B, L] history (BehaviourStore.batch(padded=...)):
+        for a pooler that weighs by age (``uses_age``) and for the three-tower cross features."""
+        return self.architecture == "three-tower" or any(p.uses_age for p in self.poolers)
+
+    @property
     def has_auxiliary_loss(self) -> bool:
         return any(p.has_auxiliary_loss for p in self.poolers)
 
@@ -108,12 +114,11 @@ class CTRModel(nn.Module):
         return pooled, weights
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        at = (batch.row, batch.pos)  # [N], [N]: the real history positions, row-major
-        items, categories = batch.hist_item[at], batch.hist_category[at]  # [N], [N]
+        items, categories = batch.packed_item, batch.packed_category  # [N], [N]: the listed positions, row-major
         q, keys = self.embeddings.query_and_keys(batch.item, batch.category, items, categories)  # [B, D], [N, D]
         packed = Packed(keys, batch.row, batch.pos, batch.mask, batch.counts, batch.real, items, categories)
-        if self.training and batch.hist_neg_item is not None:  # a pooler's auxiliary loss (Pooler.needs_negatives)
-            packed.negatives = self.embeddings(batch.hist_neg_item[at], batch.hist_neg_category[at])  # [N, D]
+        if self.training and batch.packed_neg_item is not None:  # a pooler's auxiliary loss (Pooler.needs_negatives)
+            packed.negatives = self.embeddings(batch.packed_neg_item, batch.packed_neg_category)  # [N, D]
         if self.architecture == "ranking":
             packed.query_items, packed.query_categories = batch.item, batch.category  # [B], [B]
             pooled, weights = self.pool(q, packed, batch.age)  # [B, D], [B, L]

@@ -5,7 +5,7 @@ A pooler turns a user's behaviour history into one vector, optionally given the 
     query  q     [B, D]     the candidate's embedding (item ⊕ category)
     keys   k     [B, L, D]  the history's embeddings, oldest first
     mask         [B, L]     True at real positions; padding may sit anywhere
-    age          [B, L]     target time minus behaviour time (or None)
+    age          [B, L]     target time minus behaviour time (None unless the pooler sets ``uses_age``)
     ->  pooled   [B, D]
         weights  [B, L] or None  (per-position weights, 0 at padding; read by analysis and plots)
 
@@ -52,6 +52,8 @@ class Pooler(nn.Module):
     # the auxiliary-loss seam (module docstring); instance properties may override these
     has_auxiliary_loss: bool = False  # True: training forwards compute a term for ``auxiliary_loss()``
     needs_negatives: bool = False  # True: training forwards get ``packed.negatives`` [N, D]
+    # True: the pooler reads the ``age`` tensor (then batches gather it; else the model passes None)
+    uses_age: bool = False
     # The pooler's own options (dinbench.options.Option), passed to __init__ by name; the one place each
     # is declared: the command line, experiment files, records and --help derive from it.
     options: tuple = ()

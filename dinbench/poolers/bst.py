@@ -107,6 +107,10 @@ class BSTPooler(Pooler, about=about.BST):
             nn.init.normal_(self.position_embedding.weight, std=0.02)  # small beside the item embeddings
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
 
+    @property
+    def uses_age(self) -> bool:  # type: ignore[override]
+        return self.position == "time"
+
     def _position_index(self, mask: torch.Tensor, age: torch.Tensor | None) -> torch.Tensor:
         """[B, L] long: each history position's embedding index (padding: anything, it is zeroed)."""
         if self.position == "order":

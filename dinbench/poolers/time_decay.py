@@ -48,6 +48,10 @@ class TimeDecayPooler(Pooler, about=about.TIME_DECAY):
             self.register_buffer("log_half_life", log_half_life)
 
     @property
+    def uses_age(self) -> bool:  # type: ignore[override]
+        return self.age_unit == "time"
+
+    @property
     def half_life(self) -> float:
         return float(self.log_half_life.detach().exp())
 
