@@ -124,7 +124,8 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
     test = store.samples(prepared.splits["test"], cfg.max_len)
     idx = batch_indices(len(train), cfg.batch_size, np.random.default_rng(0))[: steps + 3]
     t = time.perf_counter()
-    batches = [store.batch(train, i) for i in idx]
+    padded = build_model(cfg, prepared).needs_padded  # what training asks the store for
+    batches = [store.batch(train, i, padded=padded) for i in idx]
     gather = (time.perf_counter() - t) / len(batches)
     torch.manual_seed(0)
     sized = type("Sized", (), {"n_items": max(target["items"], prepared.n_items),
@@ -135,7 +136,7 @@ def measure(prepared, spec: str, target: dict, steps: int = 60) -> dict[str, flo
     predict(model, store, test, cfg.eval_batch_size, torch.device("cpu"))
     score_rows_s = len(test) / (time.perf_counter() - t)
     small = type("Small", (), {"n_items": 64, "n_categories": 64})()
-    tiny = [_tiny_ids(b, 64) for b in (store.batch(train, i[:8]) for i in idx)]
+    tiny = [_tiny_ids(b, 64) for b in (store.batch(train, i[:8], padded=padded) for i in idx)]
     floor_model = build_model(cfg, small)
     floor_step = _steps(floor_model, tiny, cfg.lr)
     floor_model.eval()

@@ -179,7 +179,7 @@ def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, s
         model.train()
         t0 = time.perf_counter()
         for idx in batch_indices(len(train), cfg.batch_size, rng):
-            batch = store.batch(train, idx)
+            batch = store.batch(train, idx, padded=model.needs_padded)  # as Trainer.step asks for it
             logits, _ = model(batch)
             loss = loss_fn(logits, batch.label)
             optimizer.zero_grad(set_to_none=True)
