@@ -314,7 +314,7 @@ class Trainer:
             positions = int(self.data.train.hist_len[rows.host].sum())  # the batch's real positions (host)
             return self.graph(rows.device, graph_step.capacity(positions, len(rows), self.cfg.max_len))
         idx, n_real = self.runtime.shard(rows)  # this process's slice of the global batch
-        # B = len(idx) rows, histories [B, L], on the device
+        # B = len(idx) rows, histories packed [N] (and [B, L] for a model that reads them), on the device
         batch = self.data.store.batch(self.data.train, idx, negatives=self.negatives, padded=self.padded)
         return self.update(batch, n_real, len(rows))
 

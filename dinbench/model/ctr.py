@@ -84,7 +84,7 @@ class CTRModel(nn.Module):
 
     @property
     def needs_negatives(self) -> bool:
-        """Whether a pooler's auxiliary loss needs sampled negatives in training (batches with hist_neg_*)."""
+        """Whether a pooler's auxiliary loss needs sampled negatives in training (batches with packed_neg_*)."""
         return any(p.needs_negatives for p in self.poolers)
 
     @property
