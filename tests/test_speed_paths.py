@@ -10,8 +10,10 @@ from dinbench import poolers
 from dinbench.batches import make_store
 from dinbench.config import RunConfig
 from dinbench.model.ctr import CTRModel
+from dinbench.model.regularization import MiniBatchL2
 from dinbench.poolers.packed import Packed
 from dinbench.optim import make_optimizer
+from dinbench.train import train_run
 from helpers import takes_ids
 
 ALL = poolers.expand("all")
@@ -307,9 +309,6 @@ def test_poolers_that_weigh_by_age_get_padded_batches(tiny, spec, opts, tmp_path
     with pytest.raises(ValueError, match="needs the age tensor"):  # what a lean batch would do to it
         model(store.batch(samples, np.arange(32), padded=False))
     model(store.batch(samples, np.arange(32)))
-    from dinbench.config import RunConfig
-    from dinbench.train import train_run
-
     cfg = RunConfig(dataset="synthetic", pooler=spec, pooler_options=opts, epochs=1, embedding_dim=4, mlp_hidden=(8,),
                     batch_size=128, max_len=20)
     _, record = train_run(cfg, tiny, tmp_path)  # training and scoring hand it the padded history
@@ -320,8 +319,6 @@ def test_poolers_that_weigh_by_age_get_padded_batches(tiny, spec, opts, tmp_path
 
 
 def test_the_minibatch_l2_of_packed_ids_equals_that_of_padded_ids(tiny):
-    from dinbench.model.regularization import MiniBatchL2
-
     store = make_store(tiny)
     samples = store.samples(tiny.splits["train"], 20)
     batch = store.batch(samples, np.arange(64))
