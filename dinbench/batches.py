@@ -227,7 +227,7 @@ class BehaviourStore:
         if negatives:
             batch.packed_neg_item, batch.packed_neg_category = packed(self.neg_item), packed(self.neg_category)
         if padded:
-            self._pad(batch, d, idx, lens, width, negatives=negatives)
+            self._pad(batch, d, idx, negatives=negatives)
         return batch
 
     def batch_static(self, s: SampleSet, idx: torch.Tensor, width: int, capacity: int,
@@ -248,10 +248,11 @@ class BehaviourStore:
         d, dev, b = s.on_device, self.device, len(idx)
         lens = d.hist_len.index_select(0, idx)  # [B]
         none = torch.empty(0, dtype=torch.long, device=dev)
+        mask = torch.arange(width + 1, device=dev)[None, :] < lens[:, None]  # [B, width + 1]
         batch = Batch(item=d.item.index_select(0, idx).long(), category=d.category.index_select(0, idx).long(),
-                      mask=none, label=d.label.index_select(0, idx), row=none, pos=none, packed_item=none,
+                      mask=mask, label=d.label.index_select(0, idx), row=none, pos=none, packed_item=none,
                       packed_category=none)
-        self._pad(batch, d, idx, lens, width + 1, zero_padding=False, negatives=negatives)
+        self._pad(batch, d, idx, zero_padding=False, negatives=negatives)
         counts = torch.cat([lens[:-1], (capacity - lens[:-1].sum()).reshape(1)])  # [B] the last row takes the fillers
         row = torch.repeat_interleave(torch.arange(b, device=dev), counts, output_size=capacity)  # [N]
         first = torch.cumsum(counts, 0) - counts  # [B]
@@ -263,13 +264,13 @@ class BehaviourStore:
             batch.packed_neg_item, batch.packed_neg_category = batch.hist_neg_item[row, pos], batch.hist_neg_category[row, pos]
         return batch
 
-    def _pad(self, batch: Batch, d: DeviceSamples, idx: torch.Tensor, lens: torch.Tensor, width: int,
-             zero_padding: bool = True, negatives: bool = False) -> None:
-        """Sets the padded [B, width] part of ``batch``: mask, hist_item, hist_category, age (and hist_neg_*
-        with ``negatives``), for samples ``idx`` with history lengths ``lens`` [B].
+    def _pad(self, batch: Batch, d: DeviceSamples, idx: torch.Tensor, zero_padding: bool = True,
+             negatives: bool = False) -> None:
+        """Sets the padded part of ``batch`` over its mask's [B, L]: hist_item, hist_category, age (and
+        hist_neg_* with ``negatives``), for samples ``idx``.
         ``zero_padding``: item and category 0 at padding (else those of the behaviour row pointed at)."""
-        offs = torch.arange(width, device=self.device)  # [L]
-        mask = offs[None, :] < lens[:, None]  # [B, L]
+        mask = batch.mask  # [B, L]
+        offs = torch.arange(mask.shape[1], device=self.device)  # [L]
         padding = ~mask
         # behaviour rows, flat [B * L]; padding positions point at some valid row and are zeroed below
         beh = (d.hist_start.index_select(0, idx)[:, None] + offs[None, :]).clamp_(max=len(self.item) - 1).view(-1)
@@ -279,7 +280,7 @@ class BehaviourStore:
             return out.masked_fill_(padding, 0) if zero_padding else out
 
         age = (d.target_time.index_select(0, idx)[:, None] - self.time.index_select(0, beh).view(mask.shape))
-        batch.mask, batch.age = mask, age.masked_fill_(padding, 0).float()  # [B, L]
+        batch.age = age.masked_fill_(padding, 0).float()  # [B, L]
         batch.hist_item, batch.hist_category = history(self.item), history(self.category)  # [B, L]
         if negatives:
             batch.hist_neg_item, batch.hist_neg_category = history(self.neg_item), history(self.neg_category)
