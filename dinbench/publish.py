@@ -30,12 +30,12 @@ from dinbench.records import Loaded
 from dinbench.tables import md_table, pm
 
 if TYPE_CHECKING:  # the figures (and through them torch) load only when figures are drawn
-    from dinbench.figures import Figure, Group
+    from dinbench.figures import Figure, Group, Section
 
 # --output with one of these suffixes writes one table in that format; any other path is a report directory
 from dinbench.formats import TABLE_SUFFIXES  # noqa: E402  (re-exported: report --output decides on it)
 
-__all__ = ["PAPER_COLUMNS", "PreparedCache", "Section", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
+__all__ = ["PAPER_COLUMNS", "PreparedCache", "groups", "make_figures", "paper_markdown", "paper_side_by_side",
            "paper_rows", "table_text", "with_paper_rows", "write_report_dir", "write_text"]
 
 
