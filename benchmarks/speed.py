@@ -1,6 +1,7 @@
 """Speed benchmark: dinbench `din` against DeepCTR-Torch's `DIN` on the same amazon-beauty samples.
 
     python benchmarks/speed.py [--data-dir DIR] [--threads N] [--epochs 2] [--no-peer] [--poolers LIST]
+                               [--interleave 8]
 
 One run prints, for dinbench `din` (default variant `din:none`) and DeepCTR-Torch `DIN` trained on
 the same prepared samples with the same sizes (embedding 32 per field, max length 50, batch 1,024,
@@ -9,6 +10,17 @@ training rows/s and their ratio, test AUC and GAUC (both with dinbench.metrics),
 peak RSS (every measurement runs in its own child process, which reports its own peak). Then
 training rows/s of every dinbench pooler (one epoch each), the time to evaluate the test split
 (scoring + AUC + GAUC), and the model-FLOP utilisation of `din` against a matmul peak measured here.
+
+``--interleave R`` (default 8; 0 turns it off): the two models train side by side in two child
+processes that take turns: each turn one of them trains the next 1/R of an epoch (whole batches of
+the same epoch order) while the other waits, and the first to go alternates. Each model's rate is then its rows over its summed turn times,
+measured over the same minutes of the same machine, and the per-turn ratios show the spread. Without
+it the models train one after the other (dinbench ~25 s, DeepCTR ~3 min here), and a shared
+machine's speed, which moved by 20-30 % between neighbouring processes here, moves the ratio with it.
+DeepCTR then runs its ``fit`` once per turn (one epoch over that turn's rows, taken in the order its
+one ``fit`` would have drawn: the same batches in the same order, hence the same test metrics); each
+``fit`` converts its turn's inputs to one tensor, which one ``fit`` does once for all epochs (a few
+tenths of a second in ~3 minutes). Picking the turn's rows out of the inputs is not timed.
 
 Setup it does by itself:
 - amazon-beauty is imported from ``--interactions`` (default: ../shared/data/amazon-beauty/
@@ -23,6 +35,7 @@ Setup it does by itself:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +66,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
     ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
+    ap.add_argument("--interleave", type=int, default=8, metavar="R",
+                    help="train both models in turns, 1/R epoch each per turn, in two processes (same host "
+                         "conditions; default 8); 0: one after the other")
     args = parse_or_serve(ap, WORKERS)
     if args is None:  # a measurement child: done
         return
@@ -70,11 +86,13 @@ def main() -> None:
           f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs\n")
 
     peak = child("peak", job)
-    ours = child("dinbench", job)
     peer = None
-    if not args.no_peer:
-        peer_path = ensure_peer(args.peer_dir)
-        peer = child("peer", {**job, "peer_path": peer_path})
+    if args.interleave and not args.no_peer:
+        ours, peer = interleaved({**job, "peer_path": ensure_peer(args.peer_dir), "turns": args.interleave})
+    else:
+        ours = child("dinbench", job)
+        if not args.no_peer:
+            peer = child("peer", {**job, "peer_path": ensure_peer(args.peer_dir)})
 
     print("| model | train rows/s | test AUC | test GAUC | peak RSS |")
     print("|---|---|---|---|---|")
@@ -113,6 +131,64 @@ def main() -> None:
 def child(name: str, job: dict) -> dict:
     """Run one measurement of this script in a fresh process (its own peak RSS); returns its result."""
     return worker(__file__, name, job)
+
+
+class Turns:
+    """A measurement child that trains in turns (``--interleave``): it prints ``ready`` once set up; each
+    ``go`` on its stdin trains its next turn and answers ``took SECONDS ROWS``; ``end`` makes it score its
+    model and print its RESULT line (as ``worker``'s children do). Other lines it prints are ignored."""
+
+    def __init__(self, name: str, job: dict) -> None:
+        from peak_rss import repo_env
+
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--job",
+                                      json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=repo_env(), cwd=REPO)
+        self._read("ready")
+
+    def _read(self, prefix: str) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        sys.exit(f"{self.name} stopped (exit {self.proc.wait()}) before printing {prefix!r}")
+
+    def turn(self) -> tuple[float, int]:
+        """Train one turn; (seconds, rows)."""
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        seconds, rows = self._read("took ").split()
+        return float(seconds), int(rows)
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("end\n")
+        self.proc.stdin.close()
+        result = json.loads(self._read("RESULT "))
+        self.proc.wait()
+        return result
+
+
+def interleaved(job: dict) -> tuple[dict, dict]:
+    """Both models in turns (``--interleave``); their results, with per-turn rates printed."""
+    import statistics
+
+    ours, peer = Turns("dinbench-turns", job), Turns("peer-turns", job)
+    turns, ratios, seconds = job["turns"] * job["epochs"], [], {"ours": 0.0, "peer": 0.0}
+    print(f"interleaved: {turns} turns each (1/{job['turns']} epoch per turn), the first to go alternating", flush=True)
+    for t in range(turns):
+        rate = {}
+        for who, proc in (("ours", ours), ("peer", peer)) if t % 2 == 0 else (("peer", peer), ("ours", ours)):
+            took, rows = proc.turn()
+            seconds[who] += took
+            rate[who] = rows / took
+        ratios.append(rate["ours"] / rate["peer"])
+    result_ours, result_peer = ours.finish(), peer.finish()
+    for r, who in ((result_ours, "ours"), (result_peer, "peer")):
+        r["rows_per_s"] = r["train_rows_seen"] / seconds[who]
+        r["train_seconds"] = seconds[who]
+    print(f"per-turn speed ratios: median {statistics.median(ratios):.1f}x, range {min(ratios):.1f}-{max(ratios):.1f}x "
+          f"over {len(ratios)} turns\n")
+    return result_ours, result_peer
 
 
 def ensure_dataset(data_dir: Path, interactions: Path) -> None:
@@ -159,34 +235,73 @@ def _setup(job: dict):
 
 def _train_dinbench(spec: str, job: dict, prepared, store, train, epochs: int, seed: int = 0) -> tuple:
     """dinbench's own training step (as dinbench.train.fit runs it) for ``epochs``; returns (model, seconds)."""
-    import numpy as np
-    import torch
-    from torch import nn
-
-    from dinbench.batches import batch_indices
-    from dinbench.config import RunConfig
-    from dinbench.model.build import build_model
-    from dinbench.optim import make_optimizer
-
-    cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
-                    max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = build_model(cfg, prepared)
-    optimizer, loss_fn = make_optimizer(cfg.optimizer, model, cfg.lr), nn.BCEWithLogitsLoss()
+    run = _DinbenchTraining(spec, job, prepared, seed)
     seconds = 0.0
     for _ in range(epochs):
-        model.train()
         t0 = time.perf_counter()
-        for idx in batch_indices(len(train), cfg.batch_size, rng):
-            batch = store.batch(train, idx, padded=model.needs_padded)  # as Trainer.step asks for it
-            logits, _ = model(batch)
-            loss = loss_fn(logits, batch.label)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        run.train(store, train, run.epoch_batches(len(train)))
         seconds += time.perf_counter() - t0
-    return model, seconds, cfg
+    return run.model, seconds, run.cfg
+
+
+class _DinbenchTraining:
+    """A dinbench model, its optimizer and its epoch order, trained batch by batch as dinbench.train.fit does."""
+
+    def __init__(self, spec: str, job: dict, prepared, seed: int = 0) -> None:
+        import numpy as np
+        import torch
+        from torch import nn
+
+        from dinbench.config import RunConfig
+        from dinbench.model.build import build_model
+        from dinbench.optim import make_optimizer
+
+        self.cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
+                             max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.model = build_model(self.cfg, prepared)
+        self.optimizer, self.loss_fn = make_optimizer(self.cfg.optimizer, self.model, self.cfg.lr), nn.BCEWithLogitsLoss()
+
+    def epoch_batches(self, rows: int) -> list:
+        from dinbench.batches import batch_indices
+
+        return batch_indices(rows, self.cfg.batch_size, self.rng)
+
+    def train(self, store, train, batches) -> None:
+        self.model.train()
+        for idx in batches:
+            batch = store.batch(train, idx, padded=self.model.needs_padded)  # as Trainer.step asks for it
+            logits, _ = self.model(batch)
+            loss = self.loss_fn(logits, batch.label)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+
+def _turns(epoch_batches, turns: int, train_turn, prepare=None) -> float:
+    """The child's side of ``Turns``: print ``ready``, then per ``go`` train the next 1/``turns`` of an epoch
+    (``epoch_batches()`` gives an epoch's batches of row indices; ``train_turn(prepare(batches))`` trains
+    them, and only it is timed) and print ``took SECONDS ROWS``; stop at ``end``. Returns the summed
+    training seconds."""
+    import numpy as np
+
+    print("ready", flush=True)
+    total, pending = 0.0, []
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        if not pending:  # a new epoch: its batches in ``turns`` consecutive parts
+            batches = epoch_batches()
+            pending = [[batches[i] for i in part] for part in np.array_split(np.arange(len(batches)), turns)]
+        part = pending.pop(0)
+        inputs = part if prepare is None else prepare(part)
+        t0 = time.perf_counter()
+        train_turn(inputs)
+        took = time.perf_counter() - t0
+        total += took
+        print(f"took {took:.6f} {sum(len(b) for b in part)}", flush=True)
+    return total
 
 
 def din_flops_per_row(hist_len: float, d: int, hidden: tuple[int, ...], mlp: tuple[int, ...], naive_len: int | None = None) -> float:
@@ -212,13 +327,26 @@ def din_flops_per_row(hist_len: float, d: int, hidden: tuple[int, ...], mlp: tup
 
 
 def work_dinbench(job: dict) -> dict:
+    prepared, store, train, test = _setup(job)
+    model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
+    return _score_dinbench(model, cfg, store, train, test, job, seconds)
+
+
+def work_dinbench_turns(job: dict) -> dict:
+    """``work_dinbench`` in turns (``--interleave``; see ``Turns``)."""
+    prepared, store, train, test = _setup(job)
+    run = _DinbenchTraining("din", job, prepared)
+    seconds = _turns(lambda: run.epoch_batches(len(train)), job["turns"], lambda part: run.train(store, train, part))
+    return _score_dinbench(run.model, run.cfg, store, train, test, job, seconds)
+
+
+def _score_dinbench(model, cfg, store, train, test, job: dict, seconds: float) -> dict:
+    """The test metrics and evaluation times of a trained dinbench model, with its training figures."""
     import numpy as np
 
     from dinbench.metrics import evaluate
     from dinbench.runtime import predict
 
-    prepared, store, train, test = _setup(job)
-    model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
     t_import = time.perf_counter()
     import sklearn.metrics  # noqa: F401  once per process (dinbench.metrics imports it lazily): not evaluation time
     import_seconds = time.perf_counter() - t_import
@@ -272,6 +400,48 @@ def work_peer(job: dict) -> dict:
 
     ``job``: data_dir, threads, epochs, embedding_dim, max_len, batch_size, lr, peer_path; optional
     dataset (default amazon-beauty), train_rows (a slice of the train split), device (default cpu)."""
+    model, x_train, y_train, score = _peer(job)
+    t0 = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=job["batch_size"], epochs=job["epochs"], verbose=0)
+    seconds = time.perf_counter() - t0
+    rows = len(y_train) * job["epochs"]
+    return dict(rows_per_s=rows / seconds, train_seconds=seconds, train_rows_seen=rows, **score())
+
+
+def work_peer_turns(job: dict) -> dict:
+    """``work_peer`` in turns (``--interleave``; see ``Turns``): each turn is one ``fit`` of one epoch over
+    that turn's rows, in the order DeepCTR's own ``fit`` would have drawn for the epoch, so that the
+    peer trains on the same batches in the same order as in one ``fit`` (and reaches the same metrics)."""
+    import numpy as np
+    import torch
+
+    model, x_train, y_train, score = _peer(job)
+    size = job["batch_size"]
+
+    def epoch_batches() -> list:
+        # what one fit's DataLoader draws from torch's global generator at an epoch's start: its iterator's
+        # base seed, then its RandomSampler's seed for the epoch's permutation
+        torch.empty((), dtype=torch.int64).random_()
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed)).numpy()
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def prepare(part: list) -> tuple:  # the turn's rows of the inputs one fit was given (not timed)
+        rows = np.concatenate(part)
+        return {k: v[rows] for k, v in x_train.items()}, y_train[rows]
+
+    def train_turn(inputs: tuple) -> None:
+        state = torch.get_rng_state()  # this turn's own DataLoader draws a base seed, which one fit would not
+        model.fit(*inputs, batch_size=size, epochs=1, verbose=0, shuffle=False)
+        torch.set_rng_state(state)
+
+    seconds = _turns(epoch_batches, job["turns"], train_turn, prepare)
+    rows = len(y_train) * job["epochs"]
+    return dict(rows_per_s=rows / seconds, train_seconds=seconds, train_rows_seen=rows, **score())
+
+
+def _peer(job: dict) -> tuple:
+    """DeepCTR-Torch's DIN built for the job, its training inputs and labels, and ``score()``: its test metrics."""
     import types
 
     if job["peer_path"]:
@@ -313,16 +483,17 @@ def work_peer(job: dict) -> dict:
                 att_hidden_size=(80, 40), att_activation="sigmoid", att_weight_normalization=False,
                 l2_reg_embedding=0.0, init_std=0.1, seed=0, device=job.get("device", "cpu"))
     model.compile(torch.optim.Adam(model.parameters(), lr=job["lr"]), "binary_crossentropy")
-    x_train, y_train = inputs(train), train.label.astype(np.float32)
-    t0 = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=job["batch_size"], epochs=job["epochs"], verbose=0)
-    seconds = time.perf_counter() - t0
-    probs = model.predict(inputs(test), batch_size=4096).reshape(-1)
-    metrics = evaluate(test.user, test.label, probs)
-    return dict(rows_per_s=len(train) * job["epochs"] / seconds, train_seconds=seconds, auc=metrics["auc"], gauc=metrics["gauc"])
+
+    def score() -> dict:
+        probs = model.predict(inputs(test), batch_size=4096).reshape(-1)
+        metrics = evaluate(test.user, test.label, probs)
+        return dict(auc=metrics["auc"], gauc=metrics["gauc"])
+
+    return model, inputs(train), train.label.astype(np.float32), score
 
 
-WORKERS = {"dinbench": work_dinbench, "peer": work_peer, "peak": work_peak, "poolers": work_poolers}
+WORKERS = {"dinbench": work_dinbench, "peer": work_peer, "peak": work_peak, "poolers": work_poolers,
+           "dinbench-turns": work_dinbench_turns, "peer-turns": work_peer_turns}
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,44 @@
+"""benchmarks/speed.py --interleave: a model trained in turns sees every row of every epoch once, in
+whole batches, as the sequential measurement trains it (the turn protocol, without the peer)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import speed  # noqa: E402
+
+
+def test_turns_cover_each_epoch_once_in_whole_batches(monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    rows, size, turns, epochs = 1000, 64, 3, 2
+
+    def epoch_batches():
+        order = rng.permutation(rows)
+        return [order[i:i + size] for i in range(0, rows, size)]
+
+    trained: list[list[np.ndarray]] = []
+    monkeypatch.setattr(sys, "stdin", io.StringIO("go\n" * (turns * epochs) + "end\n"))
+    seconds = speed._turns(epoch_batches, turns, trained.append)
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ready"
+    took = [line.split() for line in out[1:]]
+    assert len(took) == len(trained) == turns * epochs
+    assert [int(t[2]) for t in took] == [sum(len(b) for b in part) for part in trained]
+    assert abs(seconds - sum(float(t[1]) for t in took)) < 1e-3
+    for e in range(epochs):  # each epoch: its turns' batches are whole batches covering every row once
+        batches = [b for part in trained[e * turns:(e + 1) * turns] for b in part]
+        assert len(batches) == -(-rows // size) and all(len(b) == size for b in batches[:-1])
+        assert sorted(np.concatenate(batches).tolist()) == list(range(rows))
+
+
+def test_turns_stop_at_end(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("go\nend\ngo\n"))
+    calls = []
+    speed._turns(lambda: [np.arange(4), np.arange(4, 8)], 2, calls.append)
+    assert len(calls) == 1  # nothing after "end"
