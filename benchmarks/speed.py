@@ -1,7 +1,7 @@
 """Speed benchmark: dinbench `din` against DeepCTR-Torch's `DIN` on the same amazon-beauty samples.
 
     python benchmarks/speed.py [--data-dir DIR] [--threads N] [--epochs 2] [--no-peer] [--poolers LIST]
-                               [--interleave 8]
+                               [--interleave 8] [--seeds 1]
 
 One run prints, for dinbench `din` (default variant `din:none`) and DeepCTR-Torch `DIN` trained on
 the same prepared samples with the same sizes (embedding 32 per field, max length 50, batch 1,024,
@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
     ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="repeat the comparison with seeds 0..N-1 (both models' initialisation and batch order) and "
+                         "print each seed's figures and the mean and spread of the AUC difference")
     ap.add_argument("--interleave", type=int, default=8, metavar="R",
                     help="train both models in turns, 1/R epoch each per turn, in two processes (same host "
                          "conditions; default 8); 0: one after the other")
@@ -86,23 +89,33 @@ def main() -> None:
           f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs\n")
 
     peak = child("peak", job)
-    peer = None
-    if args.interleave and not args.no_peer:
-        ours, peer = interleaved({**job, "peer_path": ensure_peer(args.peer_dir), "turns": args.interleave})
-    else:
-        ours = child("dinbench", job)
-        if not args.no_peer:
-            peer = child("peer", {**job, "peer_path": ensure_peer(args.peer_dir)})
+    runs = [compare({**job, "seed": seed}, args) for seed in range(args.seeds)]  # [(ours, peer or None)]
+    ours, peer = runs[0]
 
-    print("| model | train rows/s | test AUC | test GAUC | peak RSS |")
-    print("|---|---|---|---|---|")
-    for name, r in (("dinbench din (din:none)", ours), ("DeepCTR-Torch DIN", peer)):
-        if r is not None:
-            print(f"| {name} | {r['rows_per_s']:,.0f} | {r['auc']:.4f} | {r['gauc']:.4f} | {r['peak_rss_mb']:,.0f} MB |")
+    print("| model | seed | train rows/s | test AUC | test GAUC | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, who in (("dinbench din (din:none)", 0), ("DeepCTR-Torch DIN", 1)):
+        for seed, pair in enumerate(runs):
+            r = pair[who]
+            if r is not None:
+                print(f"| {name} | {seed} | {r['rows_per_s']:,.0f} | {r['auc']:.4f} | {r['gauc']:.4f} | "
+                      f"{r['peak_rss_mb']:,.0f} MB |")
     if peer is not None:
-        print(f"\nspeed ratio dinbench / DeepCTR: {ours['rows_per_s'] / peer['rows_per_s']:.1f}x (target >= 10x); "
-              f"test AUC difference {ours['auc'] - peer['auc']:+.4f} (target >= -0.002), "
-              f"GAUC {ours['gauc'] - peer['gauc']:+.4f}")
+        print()
+        for seed, (o, p) in enumerate(runs):
+            print(f"{f'seed {seed}: ' if len(runs) > 1 else ''}speed ratio dinbench / DeepCTR: "
+                  f"{o['rows_per_s'] / p['rows_per_s']:.1f}x (target >= 10x); test AUC difference "
+                  f"{o['auc'] - p['auc']:+.4f} (target >= -0.002), GAUC {o['gauc'] - p['gauc']:+.4f}")
+        if len(runs) > 1:
+            import statistics
+
+            diffs = [o["auc"] - p["auc"] for o, p in runs]
+            ratios = [o["rows_per_s"] / p["rows_per_s"] for o, p in runs]
+            print(f"over {len(runs)} seeds: speed ratio mean {statistics.mean(ratios):.1f}x (range "
+                  f"{min(ratios):.1f}-{max(ratios):.1f}x); test AUC dinbench {statistics.mean(o['auc'] for o, _ in runs):.4f} "
+                  f"± {statistics.stdev(o['auc'] for o, _ in runs):.4f}, DeepCTR {statistics.mean(p['auc'] for _, p in runs):.4f} "
+                  f"± {statistics.stdev(p['auc'] for _, p in runs):.4f} (mean ± sd); difference {statistics.mean(diffs):+.4f} "
+                  f"± {statistics.stdev(diffs):.4f}")
     print(f"\nevaluation of the test split ({ours['test_rows']:,} rows, eval batch {ours['eval_batch']:,}): "
           f"{ours['eval_seconds']:.2f} s (scoring {ours['score_seconds']:.2f} s + AUC and GAUC "
           f"{ours['metric_seconds']:.2f} s; target < 2 s), after importing scikit-learn's metrics once "
@@ -126,6 +139,14 @@ def main() -> None:
         print(f"(peak RSS of the sweep process {sweep['peak_rss_mb']:,.0f} MB)")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def compare(job: dict, args) -> tuple[dict, dict | None]:
+    """One comparison (one seed): dinbench's result and the peer's (None with --no-peer)."""
+    if args.interleave and not args.no_peer:
+        return interleaved({**job, "peer_path": ensure_peer(args.peer_dir), "turns": args.interleave})
+    ours = child("dinbench", job)
+    return ours, (None if args.no_peer else child("peer", {**job, "peer_path": ensure_peer(args.peer_dir)}))
 
 
 def child(name: str, job: dict) -> dict:
@@ -328,14 +349,14 @@ def din_flops_per_row(hist_len: float, d: int, hidden: tuple[int, ...], mlp: tup
 
 def work_dinbench(job: dict) -> dict:
     prepared, store, train, test = _setup(job)
-    model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"])
+    model, seconds, cfg = _train_dinbench("din", job, prepared, store, train, job["epochs"], job.get("seed", 0))
     return _score_dinbench(model, cfg, store, train, test, job, seconds)
 
 
 def work_dinbench_turns(job: dict) -> dict:
     """``work_dinbench`` in turns (``--interleave``; see ``Turns``)."""
     prepared, store, train, test = _setup(job)
-    run = _DinbenchTraining("din", job, prepared)
+    run = _DinbenchTraining("din", job, prepared, job.get("seed", 0))
     seconds = _turns(lambda: run.epoch_batches(len(train)), job["turns"], lambda part: run.train(store, train, part))
     return _score_dinbench(run.model, run.cfg, store, train, test, job, seconds)
 
@@ -458,7 +479,8 @@ def _peer(job: dict) -> tuple:
     from dinbench.metrics import evaluate
 
     prepared, store, train, test = _setup(job)
-    torch.manual_seed(0)
+    seed = job.get("seed", 0)
+    torch.manual_seed(seed)
     L, e = job["max_len"], job["embedding_dim"]
 
     def inputs(s) -> dict:
@@ -481,7 +503,7 @@ def _peer(job: dict) -> tuple:
     # weights, embeddings N(0, 0.1) (DeepCTR's init_std sets only the embeddings), no L2
     model = DIN(columns, ["item", "cate"], dnn_hidden_units=(200, 80), dnn_activation="prelu",
                 att_hidden_size=(80, 40), att_activation="sigmoid", att_weight_normalization=False,
-                l2_reg_embedding=0.0, init_std=0.1, seed=0, device=job.get("device", "cpu"))
+                l2_reg_embedding=0.0, init_std=0.1, seed=seed, device=job.get("device", "cpu"))
     model.compile(torch.optim.Adam(model.parameters(), lr=job["lr"]), "binary_crossentropy")
 
     def score() -> dict:
