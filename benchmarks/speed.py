@@ -420,7 +420,8 @@ def work_peer(job: dict) -> dict:
     """DeepCTR-Torch DIN on the same samples: dense [N, max_len] histories, as its API takes them.
 
     ``job``: data_dir, threads, epochs, embedding_dim, max_len, batch_size, lr, peer_path; optional
-    dataset (default amazon-beauty), train_rows (a slice of the train split), device (default cpu)."""
+    dataset (default amazon-beauty), train_rows (a slice of the train split), device (default cpu),
+    seed (default 0: torch's seed, hence the initialisation and the batch order)."""
     model, x_train, y_train, score = _peer(job)
     t0 = time.perf_counter()
     model.fit(x_train, y_train, batch_size=job["batch_size"], epochs=job["epochs"], verbose=0)
