@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,15 +108,7 @@ def main() -> None:
                   f"{o['rows_per_s'] / p['rows_per_s']:.1f}x (target >= 10x); test AUC difference "
                   f"{o['auc'] - p['auc']:+.4f} (target >= -0.002), GAUC {o['gauc'] - p['gauc']:+.4f}")
         if len(runs) > 1:
-            import statistics
-
-            diffs = [o["auc"] - p["auc"] for o, p in runs]
-            ratios = [o["rows_per_s"] / p["rows_per_s"] for o, p in runs]
-            print(f"over {len(runs)} seeds: speed ratio mean {statistics.mean(ratios):.1f}x (range "
-                  f"{min(ratios):.1f}-{max(ratios):.1f}x); test AUC dinbench {statistics.mean(o['auc'] for o, _ in runs):.4f} "
-                  f"± {statistics.stdev(o['auc'] for o, _ in runs):.4f}, DeepCTR {statistics.mean(p['auc'] for _, p in runs):.4f} "
-                  f"± {statistics.stdev(p['auc'] for _, p in runs):.4f} (mean ± sd); difference {statistics.mean(diffs):+.4f} "
-                  f"± {statistics.stdev(diffs):.4f}")
+            print(seeds_summary(runs))
     print(f"\nevaluation of the test split ({ours['test_rows']:,} rows, eval batch {ours['eval_batch']:,}): "
           f"{ours['eval_seconds']:.2f} s (scoring {ours['score_seconds']:.2f} s + AUC and GAUC "
           f"{ours['metric_seconds']:.2f} s; target < 2 s), after importing scikit-learn's metrics once "
@@ -139,6 +132,20 @@ def main() -> None:
         print(f"(peak RSS of the sweep process {sweep['peak_rss_mb']:,.0f} MB)")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def seeds_summary(runs: list[tuple[dict, dict]]) -> str:
+    """One line over the seeds' (dinbench, DeepCTR) results: the mean and range of the speed ratio, and the
+    mean ± sd of each model's test AUC and of their difference."""
+    ours = [o["auc"] for o, _ in runs]
+    peer = [p["auc"] for _, p in runs]
+    diffs = [a - b for a, b in zip(ours, peer)]
+    ratios = [o["rows_per_s"] / p["rows_per_s"] for o, p in runs]
+    sd = statistics.stdev
+    return (f"over {len(runs)} seeds: speed ratio mean {statistics.mean(ratios):.1f}x (range {min(ratios):.1f}-"
+            f"{max(ratios):.1f}x); test AUC dinbench {statistics.mean(ours):.4f} ± {sd(ours):.4f}, DeepCTR "
+            f"{statistics.mean(peer):.4f} ± {sd(peer):.4f} (mean ± sd); difference {statistics.mean(diffs):+.4f} "
+            f"± {sd(diffs):.4f}")
 
 
 def compare(job: dict, args) -> tuple[dict, dict | None]:
@@ -191,8 +198,6 @@ class Turns:
 
 def interleaved(job: dict) -> tuple[dict, dict]:
     """Both models in turns (``--interleave``); their results, with per-turn rates printed."""
-    import statistics
-
     ours, peer = Turns("dinbench-turns", job), Turns("peer-turns", job)
     turns, ratios, seconds = job["turns"] * job["epochs"], [], {"ours": 0.0, "peer": 0.0}
     print(f"interleaved: {turns} turns each (1/{job['turns']} epoch per turn), the first to go alternating", flush=True)
