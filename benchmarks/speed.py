@@ -9,7 +9,9 @@ Adam lr 1e-3, 2 epochs, no model selection: both are scored after their last epo
 training rows/s and their ratio, test AUC and GAUC (both with dinbench.metrics), and each one's
 peak RSS (every measurement runs in its own child process, which reports its own peak). Then
 training rows/s of every dinbench pooler (one epoch each), the time to evaluate the test split
-(scoring + AUC + GAUC), and the model-FLOP utilisation of `din` against a matmul peak measured here.
+(scoring + AUC + GAUC), and the model-FLOP utilisation of `din` against a matmul peak measured here,
+with the speed ratio split into how many fewer FLOPs dinbench computes (FLOP ratio) and how fast it
+runs them against DeepCTR (model-FLOP throughput ratio): ``flop_split``.
 
 ``--interleave R`` (default 8; 0 turns it off): the two models train side by side in two child
 processes that take turns: each turn one of them trains the next 1/R of an epoch (whole batches of
@@ -122,6 +124,13 @@ def main() -> None:
           f"for forward + backward, real history positions only: mean {ours['mean_hist_len']:.2f} per row); the same "
           f"model computed naively over [q, k, q-k, q*k] at all {SIZES['max_len']} padded positions would need "
           f"{ours['naive_flops_per_row']:,.0f}")
+    if peer is not None:
+        split = flop_split(ours, peer)
+        print(f"  DeepCTR-Torch DIN computes that naive form (every padded position, the first layer over all 4D "
+              f"features): {split['peer_gflops']:.1f} GFLOP/s of its model FLOPs ({split['peer_gflops'] / peak['gflops']:.1%} "
+              f"of the peak).\n  speed ratio {split['speed_ratio']:.2f}x = FLOP ratio {split['flop_ratio']:.2f}x (its FLOPs "
+              f"per row / dinbench's) x model-FLOP throughput ratio {split['throughput_ratio']:.2f} (dinbench's GFLOP/s / "
+              f"DeepCTR's); 10x needs a throughput ratio of {10 / split['flop_ratio']:.2f}")
 
     if args.poolers:
         sweep = child("poolers", {**job, "poolers": args.poolers})
@@ -328,6 +337,20 @@ def _turns(epoch_batches, turns: int, train_turn, prepare=None) -> float:
         total += took
         print(f"took {took:.6f} {sum(len(b) for b in part)}", flush=True)
     return total
+
+
+def flop_split(ours: dict, peer: dict) -> dict:
+    """The speed ratio as (FLOP ratio) x (model-FLOP throughput ratio), from seed 0's figures.
+
+    DeepCTR-Torch's DIN computes the model as the formula reads (``naive_flops_per_row``: the first layer
+    over [q, k, q-k, q*k] at every padded position); dinbench's ``din`` computes ``train_flops`` per row seen.
+    speed_ratio == flop_ratio * throughput_ratio: how much of the speed comes from doing less, and how much
+    from doing it faster per FLOP."""
+    ours_flops_per_row = ours["train_flops"] / ours["train_rows_seen"]
+    ours_gflops = ours["rows_per_s"] * ours_flops_per_row / 1e9
+    peer_gflops = peer["rows_per_s"] * ours["naive_flops_per_row"] / 1e9
+    return dict(speed_ratio=ours["rows_per_s"] / peer["rows_per_s"], ours_gflops=ours_gflops, peer_gflops=peer_gflops,
+                flop_ratio=ours["naive_flops_per_row"] / ours_flops_per_row, throughput_ratio=ours_gflops / peer_gflops)
 
 
 def din_flops_per_row(hist_len: float, d: int, hidden: tuple[int, ...], mlp: tuple[int, ...], naive_len: int | None = None) -> float:

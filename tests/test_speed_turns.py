@@ -42,3 +42,14 @@ def test_turns_stop_at_end(monkeypatch, capsys):
     calls = []
     speed._turns(lambda: [np.arange(4), np.arange(4, 8)], 2, calls.append)
     assert len(calls) == 1  # nothing after "end"
+
+
+def test_flop_split_multiplies_back_to_the_speed_ratio():
+    # dinbench: 24,000 rows/s at 1e6 FLOPs a row; the peer: 3,000 rows/s of a 7.5e6-FLOP naive form
+    ours = dict(rows_per_s=24_000.0, train_flops=1e6 * 500, train_rows_seen=500, naive_flops_per_row=7.5e6)
+    peer = dict(rows_per_s=3_000.0)
+    split = speed.flop_split(ours, peer)
+    assert split["speed_ratio"] == 8.0
+    assert split["flop_ratio"] == 7.5
+    assert abs(split["ours_gflops"] - 24.0) < 1e-12 and abs(split["peer_gflops"] - 22.5) < 1e-12
+    assert abs(split["flop_ratio"] * split["throughput_ratio"] - split["speed_ratio"]) < 1e-12
