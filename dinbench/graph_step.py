@@ -46,11 +46,17 @@ def capacity(positions: int, batch_size: int, max_len: int) -> int:
 
 def resolve(cfg, device: torch.device, world: int):
     """``cfg`` with ``--compile auto`` decided: ``cuda-graphs`` on a CUDA device when the run is one
-    the graph can hold (no refusal below would apply), else ``off`` (benchmarks/gpu.py and
-    benchmarks/compile.py: 2-5x eager on an H200, the same metrics up to float rounding; on a CPU
-    there is nothing to capture). Other modes are returned as they are."""
+    the graph can hold (no refusal below would apply) and its pooler's captured runs were measured
+    on a GPU (``About.graphs_by_default``: average and din, benchmarks/gpu.py and
+    benchmarks/compile.py: 2-5x eager on an H200, the same metrics up to float rounding), else
+    ``off`` (on a CPU there is nothing to capture; an unmeasured pooler is captured only on request,
+    ``--compile cuda-graphs``). Other modes are returned as they are."""
     if cfg.compile != "auto":
         return cfg
+    from dinbench import poolers
+
+    if not poolers.REGISTRY[poolers.parse_spec(cfg.pooler)[0]].info.graphs_by_default:
+        return cfg.replace(compile="off")
     graphs = cfg.replace(compile="cuda-graphs")
     try:
         check(graphs, device, world)

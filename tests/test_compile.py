@@ -197,6 +197,21 @@ def test_compile_auto_picks_cuda_graphs_only_where_a_graph_can_hold_the_run():
         assert graph_step.resolve(auto.replace(compile=mode), cpu, world=1).compile == mode
 
 
+def test_compile_auto_captures_only_the_poolers_measured_on_a_gpu():
+    """auto = cuda-graphs only where a GPU measured the captured runs (About.graphs_by_default); the
+    others a graph can hold run eagerly under auto and are captured on request."""
+    from dinbench import graph_step, poolers
+
+    cuda = torch.device("cuda")
+    measured = {"average", "din:none", "din:softmax"}
+    for spec in poolers.expand("all"):
+        name = poolers.parse_spec(spec)[0]
+        resolved = graph_step.resolve(RunConfig(pooler=spec), cuda, world=1).compile
+        assert resolved == ("cuda-graphs" if spec in measured else "off"), spec
+        if poolers.REGISTRY[name].info.cuda_graphs:
+            assert graph_step.resolve(RunConfig(pooler=spec, compile="cuda-graphs"), cuda, world=1).compile == "cuda-graphs"
+
+
 def test_a_run_records_the_compile_mode_that_ran(tiny, tmp_path):
     from dinbench.train import train_run
 

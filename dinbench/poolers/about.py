@@ -38,12 +38,15 @@ class About:
     uses_candidate: bool = False  # attention-style poolers need the candidate (ranking only)
     uses_order: bool = False  # the output depends on the order of the history positions
     cuda_graphs: bool = True  # --compile cuda-graphs can train it (else refused in one line, graph_step.check)
+    # --compile auto captures it on a CUDA device: set only once a GPU measured that its captured runs pay
+    # and keep the eager run's metrics (benchmarks/gpu.py, tests/test_compile.py on CUDA; docs/performance.md)
+    graphs_by_default: bool = False
 
 
 NONE = About("no history: zeros (candidate only; the floor showing what history is worth)")
 LAST = About("the most recent behaviour only (no candidate)", uses_order=True)
 SUM = About("masked sum of the history (the paper's BaseModel; no candidate)")
-AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)")
+AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)", graphs_by_default=True)
 MAX = About("element-wise max over the history (no candidate)")
 TIME_DECAY = About(
     "recency-weighted mean, weight 2^(-age/half_life) (no candidate)",
@@ -71,6 +74,7 @@ DIN = About(
         Option("outer_product", False, "add the outer product of q and k to the unit's input.", bool),
     ),
     uses_candidate=True,
+    graphs_by_default=True,  # din:none and din:softmax, measured on an H200 (2026-11-30)
 )
 # The long-sequence retrieval poolers (sim, eta) share the retrieval budget and the activation unit's options.
 TOP_K = Option(
