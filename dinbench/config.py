@@ -61,10 +61,12 @@ class RunConfig:
     # search=: the range of `dinbench tune`'s default space (docs/tuning.md), the same for every pooler
     batch_size: int = _option(256, "Training batch size.", int, check=at_least_one,
                               search=choice(128, 256, 512, 1024))
-    # 4,096: of 1,024 / 4,096 / 16,384 / 65,536 the fastest on CPU (amazon-beauty valid, din: 27 / 32 / 23 / 17
-    # thousand rows/s, 1 thread). Another size can move a score by one float32 ulp (kernels depend on the shape).
-    eval_batch_size: int = _option(4096, "Evaluation batch size (does not change the numbers).", int,
-                                   check=at_least_one, compared=False, cli=False)
+    # 0 = by device (runtime.eval_batch_size, decided when a run starts; the record has the size used):
+    # 4,096 on a CPU, of 1,024 / 4,096 / 16,384 / 65,536 the fastest there (amazon-beauty valid, din: 27 / 32 /
+    # 23 / 17 thousand rows/s, 1 thread); 65,536 on a GPU (10.5 M rows/s on an H200, benchmarks/gpu.py), halved
+    # for a batch that does not fit. Another size can move a score by one float32 ulp (kernels depend on the shape).
+    eval_batch_size: int = _option(0, "Evaluation batch size; 0: 4,096 on a CPU, 65,536 on a GPU (does not "
+                                   "change the numbers).", int, check=zero_or_more, compared=False, cli=False)
     embedding_dim: int = _option(32, "Embedding size per field (item and category).", int, check=at_least_one)
     mlp_hidden: tuple[int, ...] = _option((200, 80), "Hidden sizes of the prediction MLP.", tuple,
                                           check=sizes_at_least_one)

@@ -124,6 +124,16 @@ def compile_net(net: nn.Module, mode: str) -> nn.Module:
 
 # ----------------------------------------------------------------------------- scoring
 
+EVAL_BATCH_CPU = 4096  # the fastest of 1,024-65,536 on a CPU (config.py)
+EVAL_BATCH_GPU = 65536  # benchmarks/gpu.py's size: 10.5 M rows/s on an H200 (docs/performance.md)
+
+
+def eval_batch_size(size: int, device) -> int:
+    """The evaluation batch of ``--eval-batch-size``-like ``size`` on ``device``: ``size`` itself, or for 0
+    the device's default (EVAL_BATCH_CPU, or EVAL_BATCH_GPU on any accelerator: scoring is one kernel
+    sequence per batch, so a GPU wants few large ones; ``predict`` halves a batch that does not fit)."""
+    return size or (EVAL_BATCH_CPU if torch.device(device).type == "cpu" else EVAL_BATCH_GPU)
+
 
 @torch.inference_mode()
 def predict(
@@ -138,24 +148,37 @@ def predict(
 
     Rows are scored in batches of ``batch_size``, shortest histories first (little padding); the
     row order goes to the device once and the scores stay there until the one copy back at the end.
-    Batches carry the padded [B, L] history only for a model that reads it (``needs_padded``).
+    Batches carry the padded [B, L] history only for a model that reads it (``needs_padded``). A
+    batch that runs out of device memory is scored again in two halves (a large evaluation batch on
+    a small GPU, or the long histories of the last batches).
     """
     model.eval()
     padded = getattr(model, "needs_padded", True)
     device = torch.device(device)
     n = len(samples)
-    batches = length_sorted_indices(samples.hist_len, batch_size)
+    batches = length_sorted_indices(samples.hist_len, eval_batch_size(batch_size, device))  # 0: the device's
     order = store.rows(np.concatenate(batches) if batches else np.zeros(0, np.int64))  # [N], one upload
     # float32 holds a sigmoid of float32 or bfloat16 exactly; the sums of weights are taken in float64
     probs = torch.empty(n, dtype=torch.float32, device=store.device)  # [N]
     attn = torch.full((n,), torch.nan, dtype=torch.float64, device=store.device) if attention else None  # [N]
-    start = 0
-    for idx in batches:
-        rows = order[start : start + len(idx)]
-        start += len(idx)
-        batch = store.batch(samples, rows, padded=padded)
-        with autocast(precision, device):
-            logits, weights = model(batch)  # [b], [b, L] or None
+    spans = np.cumsum([0] + [len(idx) for idx in batches])
+    pending = [(int(a), int(b)) for a, b in zip(spans[:-1], spans[1:])][::-1]  # (start, end) of order, a stack
+    while pending:
+        start, end = pending.pop()
+        rows = order[start:end]
+        try:
+            batch = store.batch(samples, rows, padded=padded)
+            with autocast(precision, device):
+                logits, weights = model(batch)  # [b], [b, L] or None
+        except torch.OutOfMemoryError:
+            if end - start == 1:
+                raise
+            del rows
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            middle = (start + end) // 2
+            pending += [(middle, end), (start, middle)]  # the first half next
+            continue
         probs.index_copy_(0, rows.device, torch.sigmoid(logits).float())  # [b] into [N]
         if attn is not None and weights is not None:
             attn.index_copy_(0, rows.device, weights.double().sum(-1))  # poolers give padding weight 0

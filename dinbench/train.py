@@ -42,7 +42,9 @@ from dinbench.model.ctr import CTRModel
 from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
-from dinbench.runtime import LocalRuntime, Runtime, autocast, check_compile, compile_net, resolve_device
+from dinbench.runtime import (
+    LocalRuntime, Runtime, autocast, check_compile, compile_net, eval_batch_size, resolve_device,
+)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): progress_stage's text, batches of that epoch
 CHECK_EVERY = 50  # steps between two reads of the loss on the host (the only syncs of a training epoch)
@@ -225,13 +227,20 @@ class TrainState:
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
+def decided(cfg: RunConfig, device: torch.device, world: int) -> RunConfig:
+    """``cfg`` with what its defaults leave to the device decided: ``--compile auto`` (graph_step.resolve)
+    and an evaluation batch of 0 (runtime.eval_batch_size); a record then says what ran."""
+    cfg = graph_step.resolve(cfg, device, world)
+    return cfg.replace(eval_batch_size=eval_batch_size(cfg.eval_batch_size, device))
+
+
 class Trainer:
     """One model trained under ``cfg`` on ``runtime``; ``fit`` is the loop."""
 
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
         self.device = resolve_device(cfg.device)
-        cfg = graph_step.resolve(cfg, self.device, runtime.world)  # --compile auto decided
+        cfg = decided(cfg, self.device, runtime.world)
         self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
         self.checkpoint_dir = checkpoint_dir
         torch.manual_seed(cfg.seed)
@@ -588,7 +597,7 @@ def train_run(
     """
     runtime = runtime if runtime is not None else LocalRuntime()
     check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
-    cfg = graph_step.resolve(cfg, resolve_device(cfg.device), runtime.world)  # the record says which mode ran
+    cfg = decided(cfg, resolve_device(cfg.device), runtime.world)  # the record says what ran
     started = time.time()
     watch = PeakMemory(resolve_device(cfg.device))
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)

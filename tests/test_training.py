@@ -12,6 +12,7 @@ import torch
 from dinbench.batches import batch_indices, make_store
 from dinbench.errors import DinbenchError
 from dinbench.config import RunConfig
+from dinbench.runtime import LocalRuntime
 from dinbench.train import CHECK_EVERY, Diverged, Trainer, fit, train_run
 
 # Small and fast: 4-wide embeddings, a small MLP, a learning rate that moves the metrics in few epochs.
@@ -214,3 +215,39 @@ def test_divergence_is_reported_at_the_first_non_finite_step(tiny, monkeypatch, 
     assert (info.value.epoch, info.value.step) == (epoch, step) and math.isnan(info.value.value)
     checked = -(-step // CHECK_EVERY) * CHECK_EVERY  # the next check (or the epoch's end) stops it
     assert len(losses) == (epoch - 1) * per_epoch + min(checked, per_epoch)
+
+
+def test_the_evaluation_batch_follows_the_device_and_the_record_says_which(tiny, tmp_path):
+    from dinbench.runtime import eval_batch_size
+
+    assert eval_batch_size(0, "cpu") == 4096 and eval_batch_size(0, torch.device("cuda")) == 65536
+    assert eval_batch_size(123, "cuda") == 123 and eval_batch_size(123, "cpu") == 123  # a size given is kept
+    cfg = RunConfig(pooler="average", epochs=1, embedding_dim=4, mlp_hidden=(8,), max_len=10)
+    assert cfg.eval_batch_size == 0  # the default: decided by the device when the run starts
+    _, record = train_run(cfg, tiny, tmp_path)
+    assert record["config"]["eval_batch_size"] == 4096
+
+
+def test_a_batch_out_of_device_memory_is_scored_again_in_halves(tiny):
+    """predict splits a batch that raises OutOfMemoryError until it fits: the same scores as small batches."""
+    from dinbench.runtime import predict
+
+    trainer = Trainer(RunConfig(pooler="din:softmax", epochs=1, embedding_dim=4, mlp_hidden=(8,), max_len=10), tiny,
+                      LocalRuntime())
+    model, store, valid = trainer.learner.model, trainer.data.store, trainer.data.valid
+    sizes: list[int] = []
+
+    class Small(torch.nn.Module):  # a device that holds at most 40 rows a batch
+        needs_padded = model.needs_padded
+
+        def forward(self, batch):
+            sizes.append(len(batch.label))
+            if len(batch.label) > 40:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return model(batch)
+
+    expected = predict(model, store, valid, 32, "cpu")
+    got = predict(Small(), store, valid, 4096, "cpu")
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert sizes[0] == len(valid) > 40 and max(s for s in sizes if s <= 40) <= 40  # tried whole, then halves
+    assert sum(s for s in sizes if s <= 40) == len(valid)  # every row scored once
