@@ -1,7 +1,13 @@
 """Check that training steps never wait for the GPU: gather + forward + backward + optimizer step +
 the device-side loss sum, under ``torch.cuda.set_sync_debug_mode("error")`` (any host sync raises).
 
-    python benchmarks/cuda_sync_check.py [--device cuda] [--pooler din] [--steps 60]
+    python benchmarks/cuda_sync_check.py [--device cuda] [--pooler din] [--steps 60] [--compile auto]
+                                         [--sparse]
+
+``--compile``: the run's mode (default auto: cuda-graphs for the poolers measured on a GPU, eager
+for the rest; ``off`` checks the eager step). ``--sparse``: every table takes a sparse gradient, as
+tables of 50,000 rows and more do under lazy-adam (this set's tables are small), to check the
+eager row-sparse path (the lookup's padding entries, the optimizer's row sums) as well.
 
 On a small synthetic set (generated in a temporary folder). The loop's reads every ``CHECK_EVERY``
 steps (``EpochLoss.check``) are the intended syncs; this runs the steps in between, and reads once
@@ -24,11 +30,16 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--pooler", default="din")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--compile", default="auto")
+    ap.add_argument("--sparse", action="store_true", help="sparse gradients for every table (lazy-adam's at >= 50k rows)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     import numpy as np
     import torch
 
+    from dinbench import optimizers
+    if args.sparse:
+        optimizers.SPARSE_MIN_ROWS = 1
     from dinbench.config import RunConfig
     from dinbench.prepared import contract
     from dinbench.runtime import LocalRuntime
@@ -40,7 +51,7 @@ def main() -> None:
     behaviours, items = generate(synth)
     contract.prepare(behaviours, "synthetic", root, source_info(synth), item_attributes=items)
     prepared = contract.load(root, "synthetic")
-    cfg = RunConfig(pooler=args.pooler, device=args.device, batch_size=64)
+    cfg = RunConfig(pooler=args.pooler, device=args.device, batch_size=64, compile=args.compile)
     trainer = Trainer(cfg, prepared, LocalRuntime())
     batches = trainer.batches(TrainState())
     order = trainer.data.store.rows(np.concatenate(batches))  # the once-per-epoch upload (a sync, before)
@@ -54,7 +65,9 @@ def main() -> None:
         loss.add(trainer.step(order[ends[i] - len(batches[i]) : ends[i]])[0], len(batches[i]), i + 1)
     if cuda:
         torch.cuda.set_sync_debug_mode("default")
-    print(f"{args.pooler} on {trainer.device}: {i + 1} steps without a host sync; epoch loss so far "
+    sparse = [n for n, p in trainer.learner.model.named_parameters() if p.grad is not None and p.grad.is_sparse]
+    print(f"{args.pooler} on {trainer.device} (compile {trainer.cfg.compile}, sparse table gradients: "
+          f"{', '.join(sparse) or 'none'}): {i + 1} steps without a host sync; epoch loss so far "
           f"{loss.check(1):.4f}")
 
 

@@ -29,7 +29,10 @@ A dense table gradient off the CPU (a small table on a GPU, DDP, ``--compile cud
 applied with a mask instead of a list of rows: every row is computed and only the touched ones are
 written, with no ``nonzero`` (which waits for the device) and fixed shapes, so a step never syncs
 and can be captured in a CUDA graph. ``capturable=True`` (cuda-graphs) also keeps the step count on
-the device, so that a replayed step advances the bias correction without Python running.
+the device, so that a replayed step advances the bias correction without Python running. A sparse
+table gradient off the CPU (a large table in an eager GPU run) is summed by row with fixed shapes
+too (``optim._summed_by_row``: a stable sort and a segment sum instead of ``coalesce``), and its
+lookup zeroes the padding entries instead of dropping them (``embeddings._Table``): no host sync.
 
 This module is the torch-free half (the choices and when a table is sparse), which the run options and
 ``--help`` need; the optimizers themselves (``make_optimizer``, ``RowSparse``, ``clip_grad_norm``) are

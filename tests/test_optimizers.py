@@ -310,3 +310,71 @@ def test_a_large_table_updated_in_row_chunks_takes_the_same_steps(rule, key, mon
     whole = run(cache_bytes=1 << 40)
     assert len(pieces) == 5  # one a step
     assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+
+
+def test_rows_are_summed_without_data_dependent_shapes_as_the_cpu_path_sums_them():
+    """The GPU path of a sparse table gradient (optim._summed_by_row): the distinct rows, sorted, then
+    row-0 slots with zero sums; each row's sum as the CPU path adds it (entries in lookup order)."""
+    from dinbench.optim import _summed_by_row, _touched_rows
+
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 40, (300,), generator=gen)  # [M] rows repeated, no padding id
+    values = torch.randn(300, 5, generator=gen)  # [M, dim]
+    rows, sums = _summed_by_row(ids, values)
+    want_rows, want_sums = _touched_rows(torch.sparse_coo_tensor(ids[None], values, (40, 5)))
+    r = len(want_rows)
+    assert rows.shape == (300,) and sums.shape == (300, 5)  # fixed by M, whatever R is
+    assert torch.equal(rows[:r], want_rows) and torch.equal(sums[:r], want_sums)
+    assert not rows[r:].any() and not sums[r:].any()  # the rest: row 0, nothing to add
+
+
+def test_a_sparse_table_trains_without_host_syncs_off_the_cpu():
+    """On the meta device tensors have no data, so an op whose output size depends on the data
+    (torch's padding filter in the sparse embedding backward, coalesce, unique, nonzero) raises: a whole
+    lazy-adam and rowwise-adagrad step of a large (sparse) table there runs without one, so on a GPU it
+    never waits for the device."""
+    from dinbench.model.embeddings import _table
+
+    class Large(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = _table(100_000, 4, sparse=True)  # >= SPARSE_MIN_ROWS: a sparse gradient
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.out(self.table(ids)).sum()
+
+    for name in ("lazy-adam", "rowwise-adagrad"):
+        model = Large().to("meta")
+        assert model.table.sparse
+        opt = make_optimizer(name, model, 0.01)
+        model(torch.zeros(8, 5, dtype=torch.long, device="meta")).backward()  # padding ids among them
+        assert model.table.weight.grad.is_sparse
+        opt.step()
+
+
+def test_the_padding_row_stays_zero_when_its_entries_reach_the_row_sums():
+    """Off the CPU the padding entries come with zero gradients instead of being dropped: the update
+    of row 0 is then nothing, its weight and state stay zero, and every other row gets the CPU path's."""
+    from dinbench.model.embeddings import _SparseLookup
+    from dinbench.optim import _summed_by_row
+
+    torch.manual_seed(0)
+    weight = torch.randn(10, 3)
+    weight[0] = 0
+    ids = torch.tensor([0, 3, 0, 3, 7, 0])
+    grad_out = torch.randn(6, 3)
+    w = weight.clone().requires_grad_()
+    _SparseLookup.apply(w, ids, True).backward(grad_out)
+    rows, sums = _summed_by_row(w.grad._indices()[0], w.grad._values())
+    assert rows.tolist() == [0, 3, 7, 0, 0, 0]
+    assert torch.equal(sums[0], torch.zeros(3))  # the padding row's entries: zero
+    torch.testing.assert_close(sums[1], grad_out[1] + grad_out[3])
+    table = torch.zeros(10, 3)
+    opt = RowSparse([], [nn.Parameter(table)], lr=0.1, rule="lazy-adam")
+    opt.steps = 1  # the first step, as RowSparse.step counts it before the rows are updated
+    with torch.no_grad():
+        opt._lazy_adam(opt.param_groups[1]["params"][0], rows, sums, 0.1)  # as a GPU step would call it
+    moved = opt.param_groups[1]["params"][0].detach()
+    assert not moved[0].any() and not opt.state[opt.param_groups[1]["params"][0]]["moments"][0].any()
+    assert moved[3].abs().min() > 0 and moved[7].abs().min() > 0

@@ -57,6 +57,19 @@ def _lookup_both(table: nn.Embedding, query: torch.Tensor, keys: torch.Tensor) -
     return both[len(keys):], both[:len(keys)]
 
 
+class _Table(nn.Embedding):
+    """nn.Embedding (padding row 0) whose sparse-gradient lookup off the CPU is ``_SparseLookup`` with the
+    padding entries' gradients zeroed in place of torch's backward, which drops them with boolean-mask
+    copies: each of those waits for the GPU to learn how many entries remain (a host sync every step).
+    The same gradient up to row 0's zero entries, which the row-sparse rules leave without effect
+    (``optim._summed_by_row``). On the CPU, and under torch.compile, torch's own lookup."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # ids [...] long -> [..., dim]
+        if not self.sparse or ids.device.type == "cpu" or torch.compiler.is_compiling():
+            return super().forward(ids)
+        return _SparseLookup.apply(self.weight, ids.reshape(-1), True).view(*ids.shape, self.embedding_dim)
+
+
 def _no_padding(ids: torch.Tensor) -> bool:
     """Whether ``ids`` surely hold no padding id 0: checked in eager mode on the CPU only (a GPU would wait
     for the answer, and under torch.compile the check would split the graph); elsewhere False."""
@@ -70,26 +83,30 @@ class _SparseLookup(torch.autograd.Function):
     the gradient the same sparse tensor (entries in lookup order). torch's own backward first drops the
     padding id's entries with two boolean-mask copies of the [M, dim] gradient; with no padding id present
     there is nothing to drop. Measured at 4 M rows: one lookup and backward of 8,160 ids 1.37 ms with
-    torch's, 0.60-0.94 ms with this; a training step of ``average`` 1.6 % faster (docs/performance.md)."""
+    torch's, 0.60-0.94 ms with this; a training step of ``average`` 1.6 % faster (docs/performance.md).
+
+    ``zero_padding``: ids may hold the padding id 0, whose entries get a zero gradient (fixed shapes:
+    no host sync on a GPU, ``_Table``)."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, zero_padding: bool = False) -> torch.Tensor:
         ctx.save_for_backward(ids)
-        ctx.shape = weight.shape
+        ctx.shape, ctx.zero_padding = weight.shape, zero_padding
         return weight.index_select(0, ids)  # what F.embedding computes for 1-d ids
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (ids,) = ctx.saved_tensors
-        return torch.sparse_coo_tensor(ids[None], grad, ctx.shape, check_invariants=False), None
+        if ctx.zero_padding:
+            grad = torch.where((ids != 0).unsqueeze(1), grad, 0.0)  # [M, dim]
+        return torch.sparse_coo_tensor(ids[None], grad, ctx.shape, check_invariants=False), None, None
 
 
 def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
-    """nn.Embedding(rows, dim, padding_idx=0) whose weight sits in huge pages when it is large
+    """_Table(rows, dim, padding_idx=0), an nn.Embedding whose weight sits in huge pages when it is large
     (dinbench.hugepages: a row-sparse step reads and writes its rows at random places). Initialised
     as nn.Embedding initialises its own weight, so the random stream, and every number after it, is
     the same as without huge pages."""
-    table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse and sparse_gradient(rows),
-                         _weight=hugepages.empty((rows, dim)))
+    table = _Table(rows, dim, padding_idx=0, sparse=sparse and sparse_gradient(rows), _weight=hugepages.empty((rows, dim)))
     table.reset_parameters()  # what nn.Embedding's constructor does when it allocates the weight itself
     return table
