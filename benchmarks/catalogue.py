@@ -1,7 +1,7 @@
 """Catalogue size: training rows/s of `average` and `din` as the item table grows from 10k to 4 M items.
 
     python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
-                                   [--optimizer NAME] [--compile MODE] [--threads 1] [--batch-size 1024]
+                                   [--optimizer NAME] [--compile MODE] [--device DEV] [--threads 1] [--batch-size 1024]
                                    [--repeats 3 | --interleave 20]
 
 What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
@@ -25,7 +25,7 @@ processes here), at the price of one process's memory for all sizes (no peak RSS
 
 A dense optimizer (``--optimizer adam``) updates every row of the
 table at every step, so its rate falls with N; a sparse one updates only the rows a batch touched.
-``--optimizer`` and ``--compile`` go to RunConfig unchanged (default: RunConfig's default).
+``--optimizer``, ``--compile`` and ``--device`` go to RunConfig unchanged (default: RunConfig's default).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0,
                     help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
                          "optimizers, whose epochs at millions of items take hours here")
-    run_options(ap)
+    run_options(ap, device=True)
     args = parse_or_serve(ap, {"train": work_train, "interleaved": work_interleaved})
     if args is None:  # a measurement child: done
         return

@@ -9,8 +9,8 @@ each wall time and peak RSS is that child's alone.
   side: it runs ``workers[name](job)``, adds the child's own peak RSS (``peak_rss_mb``) and prints it.
 * ``time_steps(cfg, prepared, steps)``: rows/s of a fixed number of training steps of dinbench's own
   loop (``Trainer.step``), for runs whose whole epoch takes too long on a small machine.
-* ``run_options(parser)`` / ``run_overrides(args)``: the pass-through run options (``--optimizer``,
-  ``--compile``) that the training benchmarks hand to ``RunConfig`` unchanged, so a benchmark runs
+* ``run_options(parser[, device])`` / ``run_overrides(args)``: the pass-through run options (``--optimizer``,
+  ``--compile``, ``--device``) that the training benchmarks hand to ``RunConfig`` unchanged, so a benchmark runs
   before and after an option or one of its choices exists in dinbench.
 """
 
@@ -86,8 +86,11 @@ def serve_worker(workers: dict, name: str, job: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def run_options(parser) -> None:
-    """``--optimizer`` and ``--compile``, handed to RunConfig as given (checked by RunConfig itself)."""
+def run_options(parser, device: bool = False) -> None:
+    """``--optimizer`` and ``--compile`` (and with ``device``, ``--device``), handed to RunConfig as given
+    (checked by RunConfig itself)."""
+    if device:
+        parser.add_argument("--device", default=None, help="RunConfig device: cpu, cuda or auto (default: cpu)")
     parser.add_argument("--optimizer", default=None,
                         help="RunConfig optimizer: adam (dense), lazy-adam, rowwise-adagrad or sgd "
                              "(default: RunConfig's default)")
@@ -106,9 +109,17 @@ def run_overrides(args) -> dict:
         out["optimizer"] = args.optimizer
     if args.compile is not None:
         out["compile"] = args.compile
+    if getattr(args, "device", None) is not None:
+        out["device"] = args.device
     missing = sorted(set(out) - known)
     if missing:
         sys.exit(f"this dinbench's RunConfig has no field {', '.join(missing)}: the option cannot be passed on yet")
+    from dinbench.errors import DinbenchError
+
+    try:
+        RunConfig(**out)  # a bad value stops here in one line, not in a worker's traceback
+    except DinbenchError as e:
+        sys.exit(f"error: {e}")
     return out
 
 

@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300, help="timed training steps (0: one whole epoch; -1: no training)")
     ap.add_argument("--delete-raw", action="store_true", help="delete the generated inputs after measuring")
-    run_options(ap)
+    run_options(ap, device=True)
     args = parse_or_serve(ap, {"train": work_train})
     if args is None:  # a measurement child: done
         return
