@@ -53,3 +53,19 @@ def test_flop_split_multiplies_back_to_the_speed_ratio():
     assert split["flop_ratio"] == 7.5
     assert abs(split["ours_gflops"] - 24.0) < 1e-12 and abs(split["peer_gflops"] - 22.5) < 1e-12
     assert abs(split["flop_ratio"] * split["throughput_ratio"] - split["speed_ratio"]) < 1e-12
+
+
+def test_a_benchmark_s_bad_run_option_stops_in_one_line():
+    """benchmarks' pass-through options (peak_rss.run_overrides): a value RunConfig refuses ends the
+    script with its one-line reason before any worker starts; good values pass through as given."""
+    import argparse
+
+    import pytest
+    from peak_rss import run_overrides
+
+    ok = run_overrides(argparse.Namespace(optimizer="adam", compile=None, device="cpu"))
+    assert ok == {"optimizer": "adam", "device": "cpu"}
+    for bad in (dict(optimizer="foo", compile=None), dict(optimizer=None, compile=None, device="tpu")):
+        with pytest.raises(SystemExit) as stop:
+            run_overrides(argparse.Namespace(**bad))
+        assert str(stop.value).startswith("error: unknown --") and "\n" not in str(stop.value)
