@@ -129,7 +129,7 @@ EVAL_BATCH_GPU = 65536  # benchmarks/gpu.py's size: 10.5 M rows/s on an H200 (do
 
 
 def eval_batch_size(size: int, device) -> int:
-    """The evaluation batch of ``--eval-batch-size``-like ``size`` on ``device``: ``size`` itself, or for 0
+    """The evaluation batch for a config's ``eval_batch_size`` ``size`` on ``device``: ``size`` itself, or for 0
     the device's default (EVAL_BATCH_CPU, or EVAL_BATCH_GPU on any accelerator: scoring is one kernel
     sequence per batch, so a GPU wants few large ones; ``predict`` halves a batch that does not fit)."""
     return size or (EVAL_BATCH_CPU if torch.device(device).type == "cpu" else EVAL_BATCH_GPU)
@@ -173,7 +173,6 @@ def predict(
         except torch.OutOfMemoryError:
             if end - start == 1:
                 raise
-            del rows
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             middle = (start + end) // 2
