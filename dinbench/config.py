@@ -94,7 +94,8 @@ class RunConfig:
         "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
     compile: str = _option(
         "auto", "auto: cuda-graphs for the poolers measured on a GPU (average, din) where it can run (one CUDA "
-        "process, a fixed lr, no --l2-minibatch, no Dice attention), else off; off: eager; on: torch.compile the training step's model (fewer kernel launches); "
+        "process, a fixed lr, no --l2-minibatch, no Dice attention), else off; off: eager; on: torch.compile "
+        "the training step's model (fewer kernel launches); "
         "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200). "
         "Same numbers up to float rounding; the record says which ran.",
         choices=COMPILE_MODES, compared=False, legacy="off")

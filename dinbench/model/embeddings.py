@@ -107,6 +107,7 @@ def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
     (dinbench.hugepages: a row-sparse step reads and writes its rows at random places). Initialised
     as nn.Embedding initialises its own weight, so the random stream, and every number after it, is
     the same as without huge pages."""
-    table = _Table(rows, dim, padding_idx=0, sparse=sparse and sparse_gradient(rows), _weight=hugepages.empty((rows, dim)))
+    table = _Table(rows, dim, padding_idx=0, sparse=sparse and sparse_gradient(rows),
+                   _weight=hugepages.empty((rows, dim)))
     table.reset_parameters()  # what nn.Embedding's constructor does when it allocates the weight itself
     return table
