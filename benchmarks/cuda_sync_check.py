@@ -38,6 +38,7 @@ def main() -> None:
     import torch
 
     from dinbench import optimizers
+
     if args.sparse:
         optimizers.SPARSE_MIN_ROWS = 1
     from dinbench.config import RunConfig

@@ -370,11 +370,11 @@ def test_the_padding_row_stays_zero_when_its_entries_reach_the_row_sums():
     assert rows.tolist() == [0, 3, 7, 0, 0, 0]
     assert torch.equal(sums[0], torch.zeros(3))  # the padding row's entries: zero
     torch.testing.assert_close(sums[1], grad_out[1] + grad_out[3])
-    table = torch.zeros(10, 3)
-    opt = RowSparse([], [nn.Parameter(table)], lr=0.1, rule="lazy-adam")
+    table = nn.Parameter(torch.zeros(10, 3))
+    opt = RowSparse([], [table], lr=0.1, rule="lazy-adam")
     opt.steps = 1  # the first step, as RowSparse.step counts it before the rows are updated
     with torch.no_grad():
-        opt._lazy_adam(opt.param_groups[1]["params"][0], rows, sums, 0.1)  # as a GPU step would call it
-    moved = opt.param_groups[1]["params"][0].detach()
-    assert not moved[0].any() and not opt.state[opt.param_groups[1]["params"][0]]["moments"][0].any()
+        opt._lazy_adam(table, rows, sums, 0.1)  # as a GPU step would call it
+    moved = table.detach()
+    assert not moved[0].any() and not opt.state[table]["moments"][0].any()
     assert moved[3].abs().min() > 0 and moved[7].abs().min() > 0
