@@ -11,8 +11,9 @@ What capture needs, and how the step provides it:
   fillers at padding, weighted 0, so results equal the packed eager batch up to float summation
   order. N is the batch's real positions (counted on the host) rounded up by ``capacity`` to one of a
   few sizes; each size gets its own graph. An epoch's last, smaller batch runs eagerly.
-- **No host syncs.** Dense table gradients (a sparse one's size varies), the optimizer's masked row
-  update and its step count on the device (``optim.make_optimizer(capturable=True)``).
+- **No host syncs.** Dense table gradients and the optimizer's masked row update (or, with
+  ``SPARSE_TABLES``, large tables' sparse gradients of a fixed size summed by row with fixed shapes),
+  and the step count on the device (``optim.make_optimizer(capturable=True)``).
 - **Fixed addresses.** The batch's sample indices are copied into one buffer before each replay;
   gradients are zeroed in place and never set to None (``Trainer.update``).
 - **Warm-up.** The first ``WARMUP`` full batches (then one per new size) train eagerly on a side
@@ -32,6 +33,15 @@ import torch
 from dinbench.errors import DinbenchError
 
 WARMUP = 3  # eager full batches before the first capture (then one before each new size's)
+
+# Large tables (>= optimizers.SPARSE_MIN_ROWS rows) keep their sparse gradients inside the graph: a
+# static batch looks up a fixed number of ids, so the sparse gradient has a fixed size, its padding
+# entries are zeros (embeddings._Table), and the optimizer sums its rows with fixed shapes
+# (optim._summed_by_row) and updates those rows only: a step's cost flat in the catalogue instead of
+# the masked update's pass over the whole table and its moments. Proven free of data-dependent shapes
+# on the meta device (tests/test_optimizers.py), not yet captured on a GPU: off until a GPU session
+# measures it (benchmarks/catalogue.py --graph-sparse, benchmarks/cuda_sync_check.py --graph-sparse).
+SPARSE_TABLES = False
 
 
 def capacity(positions: int, batch_size: int, max_len: int) -> int:

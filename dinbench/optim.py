@@ -217,7 +217,9 @@ def _write_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> Non
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows [R] long, sorted, their summed gradients [R, dim]) of a table's gradient, sparse or dense.
+    """(rows [R] long, sorted, their summed gradients [R, dim]) of a table's gradient, sparse or dense:
+    the rows whose gradient is not zero (a row listed only with entries that sum to exactly zero, as a
+    CUDA graph's static batch lists its fillers, is left alone, as the masked update and DDP leave it).
 
     A sparse gradient lists a row once per lookup (nnz entries, rows repeated). On the CPU the
     repeats are summed by ``unique`` and ``index_add_`` (each row's entries added in lookup order; as
@@ -234,14 +236,16 @@ def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _summed_by_row(ids, values)
     rows, inverse = torch.unique(ids, sorted=True, return_inverse=True)  # [R], [nnz]
     summed = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
-    return rows, summed.index_add_(0, inverse, values)  # [R], [R, dim]
+    summed.index_add_(0, inverse, values)  # [R, dim]
+    touched = summed.ne(0).any(1)  # [R]: a row whose entries sum to exactly zero is not touched
+    return (rows, summed) if bool(touched.all()) else (rows[touched], summed[touched])
 
 
 def _summed_by_row(ids: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A sparse gradient's entries ids [M], values [M, dim] summed by row without a host sync (for GPUs,
     where ``coalesce`` or ``unique`` would wait for the device to learn how many rows there are):
     (rows [M], sums [M, dim]), the R distinct rows sorted first, then M - R slots of row 0 (the padding
-    row) with zero sums. Row 0's update is then a no-op: its gradient is zero (the lookup gives padding
+    row) with zero sums; a row whose sum is exactly zero is given as row 0 as well. Row 0's update is then a no-op: its gradient is zero (the lookup gives padding
     entries zero gradients, ``embeddings._SparseLookup``), so its state and weight stay zero. Each row's entries are
     added in lookup order (a stable sort, then accumulation in order), as on the CPU path."""
     sorted_ids, order = torch.sort(ids, stable=True)  # [M]
@@ -250,24 +254,30 @@ def _summed_by_row(ids: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tenso
     slot = torch.cumsum(starts, 0) - 1  # [M] the distinct row each sorted entry belongs to, 0..R-1
     rows = torch.zeros_like(ids).index_put_((slot,), sorted_ids)  # [M]: a slot's entries all write its id
     sums = values.new_zeros(values.shape).index_put_((slot,), values.index_select(0, order), accumulate=True)
-    return rows, sums  # [M], [M, dim]
+    # a row whose entries sum to exactly zero is not touched (a static batch's fillers, weighted 0, look up
+    # real rows): its slot goes to row 0 too, as the masked update and DDP's rule leave such a row alone
+    return torch.where(sums.ne(0).any(1), rows, 0), sums  # [M], [M, dim]
 
 
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> None:
     """``nn.utils.clip_grad_norm_`` that also takes sparse gradients (the row-sparse optimizers'
-    tables): their norm is that of the coalesced (row-summed) gradient, which is what is applied."""
+    tables): their norm is that of the coalesced (row-summed) gradient, which is what is applied. Off
+    the CPU a sparse gradient is not coalesced: its rows are summed with fixed shapes
+    (``_summed_by_row``, the same sums), so clipping adds no host sync to a step."""
     params = [p for p in params if p.grad is not None]
     if not any(p.grad.is_sparse for p in params):
         nn.utils.clip_grad_norm_(params, max_norm)
         return
     norms = []
     for p in params:
-        if p.grad.is_sparse:
+        if p.grad.is_sparse and p.grad.device.type == "cpu":
             p.grad = p.grad.coalesce()
             norms.append(torch.linalg.vector_norm(p.grad.values()))
+        elif p.grad.is_sparse:  # the row sums with fixed shapes: coalesce would wait for the device (a host sync)
+            norms.append(torch.linalg.vector_norm(_summed_by_row(p.grad._indices()[0], p.grad._values())[1]))
         else:
             norms.append(torch.linalg.vector_norm(p.grad))
     total = torch.linalg.vector_norm(torch.stack(norms))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for p in params:
-        p.grad.mul_(scale)
+        (p.grad._values() if p.grad.is_sparse else p.grad).mul_(scale)  # a sparse one: its entries, in place

@@ -153,14 +153,20 @@ class Learner:
     regularizer: MiniBatchL2 | None
 
 
+def sparse_tables(cfg: RunConfig, world: int) -> bool:
+    """Whether the large embedding tables train with sparse gradients (dinbench.optimizers): under a
+    row-sparse optimizer, except under DDP (NCCL has no sparse all-reduce) and, unless
+    ``graph_step.SPARSE_TABLES``, in a CUDA graph (which then applies the row rule with a mask over the
+    whole table: fixed shapes, but a cost that grows with the catalogue)."""
+    graphs = cfg.compile == "cuda-graphs"
+    return optimizers.is_row_sparse(cfg.optimizer) and world == 1 and (not graphs or graph_step.SPARSE_TABLES)
+
+
 def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch.device, runtime: Runtime) -> Learner:
     check_compile(cfg.compile, device)
     graph_step.check(cfg, device, runtime.world)
     graphs = cfg.compile == "cuda-graphs"
-    # sparse table gradients for the row-sparse optimizers, except under DDP (no sparse all-reduce in NCCL)
-    # and in a CUDA graph (a sparse gradient's size varies from batch to batch)
-    sparse = optimizers.is_row_sparse(cfg.optimizer) and runtime.world == 1 and not graphs
-    model = build_model(cfg, prepared, sparse).to(device)  # draws the initial weights from torch's seeded generator
+    model = build_model(cfg, prepared, sparse_tables(cfg, runtime.world)).to(device)  # draws the initial weights from torch's seeded generator
     if graphs:
         graph_step.check_model(model)
     net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on: the training step only, same weights

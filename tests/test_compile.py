@@ -138,12 +138,19 @@ def test_cuda_graphs_refuses_dice_in_the_attention_unit(tiny):
         graph_step.check_model(build_model(RunConfig(pooler="din", pooler_options={"attention_activation": "dice"}), tiny))
 
 
-@pytest.mark.parametrize("optimizer", ["lazy-adam", "adam", "rowwise-adagrad"])
-def test_the_static_step_trains_like_the_eager_step(tiny, optimizer):
+@pytest.mark.parametrize("optimizer, sparse", [("lazy-adam", False), ("adam", False), ("rowwise-adagrad", False),
+                                               ("lazy-adam", True), ("rowwise-adagrad", True)])
+def test_the_static_step_trains_like_the_eager_step(tiny, optimizer, sparse, monkeypatch):
     """What cuda-graphs captures (Trainer.static_step: the static batch, gradients zeroed in place),
-    run eagerly on the CPU for a few full batches, moves the weights as the eager step does."""
+    run eagerly on the CPU for a few full batches, moves the weights as the eager step does; with
+    ``sparse``, with sparse table gradients (graph_step.SPARSE_TABLES: the fillers' zero entries must
+    not count as touched rows)."""
+    from dinbench import optimizers
     from dinbench.runtime import LocalRuntime
     from dinbench.train import Trainer
+
+    if sparse:
+        monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 1)  # the tiny tables take sparse gradients
 
     cfg = RunConfig(pooler="din:softmax", batch_size=64, embedding_dim=4, mlp_hidden=(8,), max_len=20,
                     lr=0.01, optimizer=optimizer)
@@ -162,6 +169,21 @@ def test_the_static_step_trains_like_the_eager_step(tiny, optimizer):
     probe = eager.data.store.batch(eager.data.test, np.arange(128))
     torch.testing.assert_close(static.learner.model(probe)[0], eager.learner.model(probe)[0], rtol=1e-4, atol=1e-5)
     assert all(p.grad is not None for p in static.learner.model.parameters() if p.requires_grad)
+    assert static.learner.model.embeddings.item.weight.grad.is_sparse == sparse
+
+
+def test_a_graph_keeps_sparse_table_gradients_only_when_switched_on(monkeypatch):
+    """Sparse table gradients: under a row-sparse optimizer in one process; in a CUDA graph only with
+    graph_step.SPARSE_TABLES (off until a GPU measures it: the masked update is what ran on the H200)."""
+    from dinbench import graph_step
+    from dinbench.train import sparse_tables
+
+    lazy, graphs = RunConfig(optimizer="lazy-adam"), RunConfig(optimizer="lazy-adam", compile="cuda-graphs")
+    assert sparse_tables(lazy, world=1) and not sparse_tables(lazy, world=2)
+    assert not sparse_tables(RunConfig(optimizer="adam"), world=1)
+    assert not sparse_tables(graphs, world=1)
+    monkeypatch.setattr(graph_step, "SPARSE_TABLES", True)
+    assert sparse_tables(graphs, world=1) and not sparse_tables(graphs, world=2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="--compile cuda-graphs needs a CUDA device")

@@ -353,6 +353,57 @@ def test_a_sparse_table_trains_without_host_syncs_off_the_cpu():
         opt.step()
 
 
+def test_a_row_whose_entries_sum_to_zero_is_left_alone_on_both_paths():
+    """A row listed only with entries that sum to exactly zero (a static batch's fillers) is not
+    touched: the CPU path drops it, the fixed-shape path gives its slot to the no-op row 0, and a
+    lazy-adam step moves neither its weight nor its moments, as the masked update leaves such a row."""
+    from dinbench.optim import _summed_by_row, _touched_rows
+
+    ids = torch.tensor([2, 5, 2, 7])
+    v = torch.tensor([0.5, -1.0, 2.0])
+    values = torch.stack([v, torch.zeros(3), -v, torch.ones(3)])  # row 2: v - v = 0, row 5: 0, row 7: 1
+    rows, sums = _touched_rows(torch.sparse_coo_tensor(ids[None], values, (10, 3)))
+    assert rows.tolist() == [7] and torch.equal(sums, torch.ones(1, 3))
+    rows, sums = _summed_by_row(ids, values)
+    assert rows.tolist() == [0, 0, 7, 0] and torch.equal(sums[2], torch.ones(3)) and not sums[[0, 1, 3]].any()
+    table = nn.Parameter(torch.randn(10, 3))
+    opt = RowSparse([], [table], lr=0.1, rule="lazy-adam")
+    opt.state[table]["moments"].fill_(0.25)  # moments a step with a zero gradient would decay
+    before, moments = table.detach().clone(), opt.state[table]["moments"].clone()
+    table.grad = torch.sparse_coo_tensor(ids[None], values, (10, 3))
+    opt.step()
+    after = table.detach()
+    assert torch.equal(after[[2, 5]], before[[2, 5]]) and torch.equal(opt.state[table]["moments"][[2, 5]], moments[[2, 5]])
+    assert not torch.equal(after[7], before[7])
+
+
+def test_a_captured_steps_sequence_on_a_sparse_table_has_no_data_dependent_shapes():
+    """What a CUDA graph would capture with sparse tables (graph_step.SPARSE_TABLES): gradients zeroed in
+    place (never set to None), a fixed number of lookups with padding ids among them, clipping, and a
+    capturable step (step count on the device), twice; on the meta device, where any op whose output
+    size depends on the data raises (coalesce did, in clipping)."""
+    from dinbench.model.embeddings import _table
+
+    class Large(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = _table(100_000, 4, sparse=True)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.table(ids).sum()
+
+    for name in ("lazy-adam", "rowwise-adagrad"):
+        model = Large().to("meta")
+        opt = RowSparse([], [model.table.weight], lr=0.01, rule=name, capturable=True)
+        for _ in range(2):
+            opt.zero_grad(set_to_none=False)
+            model(torch.zeros(8, 5, dtype=torch.long, device="meta")).backward()
+            clip_grad_norm(model.parameters(), 1.0)
+            opt.step()
+        grad = model.table.weight.grad
+        assert grad.is_sparse and grad._nnz() == 40  # the lookups' count, whatever the ids
+
+
 def test_the_padding_row_stays_zero_when_its_entries_reach_the_row_sums():
     """Off the CPU the padding entries come with zero gradients instead of being dropped: the update
     of row 0 is then nothing, its weight and state stay zero, and every other row gets the CPU path's."""
