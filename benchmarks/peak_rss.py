@@ -90,7 +90,8 @@ def run_options(parser, device: bool = False) -> None:
     """``--optimizer`` and ``--compile`` (and with ``device``, ``--device``), handed to RunConfig as given
     (checked by RunConfig itself)."""
     if device:
-        parser.add_argument("--device", default=None, help="RunConfig device: cpu, cuda or auto (default: cpu)")
+        # its own dest: a script with a --device of its own (gpu.py, compile.py) must not pass that on too
+        parser.add_argument("--device", dest="run_device", default=None, help="RunConfig device: cpu, cuda or auto (default: cpu)")
     parser.add_argument("--optimizer", default=None,
                         help="RunConfig optimizer: adam (dense), lazy-adam, rowwise-adagrad or sgd "
                              "(default: RunConfig's default)")
@@ -109,8 +110,8 @@ def run_overrides(args) -> dict:
         out["optimizer"] = args.optimizer
     if args.compile is not None:
         out["compile"] = args.compile
-    if getattr(args, "device", None) is not None:
-        out["device"] = args.device
+    if getattr(args, "run_device", None) is not None:  # run_options(device=True)'s --device only
+        out["device"] = args.run_device
     missing = sorted(set(out) - known)
     if missing:
         sys.exit(f"this dinbench's RunConfig has no field {', '.join(missing)}: the option cannot be passed on yet")

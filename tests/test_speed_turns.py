@@ -63,9 +63,11 @@ def test_a_benchmark_s_bad_run_option_stops_in_one_line():
     import pytest
     from peak_rss import run_overrides
 
-    ok = run_overrides(argparse.Namespace(optimizer="adam", compile=None, device="cpu"))
+    ok = run_overrides(argparse.Namespace(optimizer="adam", compile=None, run_device="cpu"))
     assert ok == {"optimizer": "adam", "device": "cpu"}
-    for bad in (dict(optimizer="foo", compile=None), dict(optimizer=None, compile=None, device="tpu")):
+    # a script's own --device (gpu.py passes the device to RunConfig itself) is not passed on twice
+    assert run_overrides(argparse.Namespace(optimizer=None, compile=None, device="cuda")) == {}
+    for bad in (dict(optimizer="foo", compile=None), dict(optimizer=None, compile=None, run_device="tpu")):
         with pytest.raises(SystemExit) as stop:
             run_overrides(argparse.Namespace(**bad))
         assert str(stop.value).startswith("error: unknown --") and "\n" not in str(stop.value)
