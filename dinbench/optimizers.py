@@ -25,10 +25,14 @@ The network's dense parameters (MLP, attention) always train with (fused) Adam, 
 Under DistributedDataParallel the tables keep dense gradients (NCCL has no sparse all-reduce); the
 row-sparse rules then take a row as touched when its gradient is non-zero, which is the same set.
 
+A row is touched when its gradient is not zero: a row listed in a sparse gradient only with
+entries that sum to exactly zero (a CUDA graph's static batch lists filler positions) is left alone.
+
 A dense table gradient off the CPU (a small table on a GPU, DDP, ``--compile cuda-graphs``) is
 applied with a mask instead of a list of rows: every row is computed and only the touched ones are
 written, with no ``nonzero`` (which waits for the device) and fixed shapes, so a step never syncs
-and can be captured in a CUDA graph. ``capturable=True`` (cuda-graphs) also keeps the step count on
+and can be captured in a CUDA graph (at a cost that grows with the table; ``graph_step.SPARSE_TABLES``
+keeps large tables sparse inside the graph instead, off until a GPU measures it). ``capturable=True`` (cuda-graphs) also keeps the step count on
 the device, so that a replayed step advances the bias correction without Python running. A sparse
 table gradient off the CPU (a large table in an eager GPU run) is summed by row with fixed shapes
 too (``optim._summed_by_row``: a stable sort and a segment sum instead of ``coalesce``), and its
