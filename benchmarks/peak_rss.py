@@ -56,12 +56,14 @@ def peak_rss_mb() -> float:
 
 
 def worker(script: str | Path, name: str, job: dict) -> dict:
-    """Run one measurement in a fresh process (its own peak RSS); returns the dict it printed."""
+    """Run one measurement in a fresh process (its own peak RSS); returns the dict it printed. The
+    child's stderr goes straight to this process's (its progress lines, e.g. gpu.py's figure per
+    pooler, stay in a log even when a time limit stops the measurement before its result)."""
     done = subprocess.run([sys.executable, str(Path(script).resolve()), "--worker", name, "--job", json.dumps(job)],
-                          capture_output=True, text=True, env=repo_env(), cwd=REPO)
+                          stdout=subprocess.PIPE, text=True, env=repo_env(), cwd=REPO)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
-        sys.exit(f"{name} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        sys.exit(f"{name} failed (exit {done.returncode}; its error output is above):\n{done.stdout[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
