@@ -120,7 +120,10 @@ def run_overrides(args) -> dict:
     from dinbench.errors import DinbenchError
 
     try:
-        RunConfig(**out)  # a bad value stops here in one line, not in a worker's traceback
+        cfg = RunConfig(**out)  # a bad value stops here in one line, not in a worker's traceback
+        from dinbench.runtime import check_compile, resolve_device
+
+        check_compile(cfg.compile, resolve_device(cfg.device))  # cuda-graphs without a GPU, likewise
     except DinbenchError as e:
         sys.exit(f"error: {e}")
     return out

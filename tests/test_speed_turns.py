@@ -71,3 +71,6 @@ def test_a_benchmark_s_bad_run_option_stops_in_one_line():
         with pytest.raises(SystemExit) as stop:
             run_overrides(argparse.Namespace(**bad))
         assert str(stop.value).startswith("error: unknown --") and "\n" not in str(stop.value)
+    with pytest.raises(SystemExit) as stop:  # a mode the device cannot run (the default device here: the CPU)
+        run_overrides(argparse.Namespace(optimizer=None, compile="cuda-graphs", run_device="cpu"))
+    assert str(stop.value).startswith("error: --compile cuda-graphs needs a CUDA device") and "\n" not in str(stop.value)
