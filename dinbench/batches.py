@@ -178,14 +178,24 @@ class BehaviourStore:
             hist_len=hist_len,
             target_time=self._behaviours["time"].to_numpy(np.int64)[abs_end],
         )
-        on_device = DeviceSamples(**{k: torch.tensor(host[k], device=self.device) for k in
+        on_device = DeviceSamples(**{k: self._on_device(host[k]) for k in
                                      ("item", "category", "label", "hist_start", "hist_len", "target_time")})
         return SampleSet(**host, on_device=on_device)
 
     def rows(self, idx: np.ndarray) -> Rows:
-        """Sample indices ``idx`` on the host and the device: one copy to the device."""
+        """Sample indices ``idx`` on the host and the device: one copy to the device (none on the CPU)."""
         host = np.asarray(idx, dtype=np.int64)
-        return Rows(host, torch.tensor(host, device=self.device))
+        return Rows(host, self._on_device(host))
+
+    def _on_device(self, values: np.ndarray) -> torch.Tensor:
+        """A host array on the store's device. On the CPU the tensor shares the array's memory instead of
+        copying it (36 bytes a sample for a split's six columns: 1.2 GB for a 20 M-row Taobao fraction's
+        34.6 M training samples); neither side is written after this. A read-only array (a pandas
+        column under copy-on-write) is copied, as torch's tensors are writable."""
+        if self.device.type != "cpu":
+            return torch.tensor(values, device=self.device)
+        values = np.ascontiguousarray(values)  # (no copy when it is already)
+        return torch.from_numpy(values if values.flags.writeable else values.copy())
 
     def batch(self, s: SampleSet, rows: Rows | np.ndarray, negatives: bool = False, padded: bool = True) -> Batch:
         """The batch of samples ``rows`` of ``s``, gathered on the store's device.

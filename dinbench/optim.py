@@ -245,9 +245,10 @@ def _summed_by_row(ids: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tenso
     """A sparse gradient's entries ids [M], values [M, dim] summed by row without a host sync (for GPUs,
     where ``coalesce`` or ``unique`` would wait for the device to learn how many rows there are):
     (rows [M], sums [M, dim]), the R distinct rows sorted first, then M - R slots of row 0 (the padding
-    row) with zero sums; a row whose sum is exactly zero is given as row 0 as well. Row 0's update is then a no-op: its gradient is zero (the lookup gives padding
-    entries zero gradients, ``embeddings._SparseLookup``), so its state and weight stay zero. Each row's entries are
-    added in lookup order (a stable sort, then accumulation in order), as on the CPU path."""
+    row) with zero sums; a row whose sum is exactly zero is given as row 0 as well. Row 0's update is
+    then a no-op: its gradient is zero (the lookup gives padding entries zero gradients,
+    ``embeddings._SparseLookup``), so its state and weight stay zero. Each row's entries are added in
+    lookup order (a stable sort, then accumulation in order), as on the CPU path."""
     sorted_ids, order = torch.sort(ids, stable=True)  # [M]
     starts = torch.ones_like(sorted_ids, dtype=torch.bool)  # [M], True at the first entry of each row
     starts[1:] = sorted_ids[1:] != sorted_ids[:-1]

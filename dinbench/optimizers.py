@@ -31,9 +31,10 @@ entries that sum to exactly zero (a CUDA graph's static batch lists filler posit
 A dense table gradient off the CPU (a small table on a GPU, DDP, ``--compile cuda-graphs``) is
 applied with a mask instead of a list of rows: every row is computed and only the touched ones are
 written, with no ``nonzero`` (which waits for the device) and fixed shapes, so a step never syncs
-and can be captured in a CUDA graph (at a cost that grows with the table; ``graph_step.SPARSE_TABLES``
-keeps large tables sparse inside the graph instead, off until a GPU measures it). ``capturable=True`` (cuda-graphs) also keeps the step count on
-the device, so that a replayed step advances the bias correction without Python running. A sparse
+and can be captured in a CUDA graph (at a cost that grows with the table;
+``graph_step.SPARSE_TABLES`` keeps large tables sparse inside the graph instead, off until a GPU
+measures it). ``capturable=True`` (cuda-graphs) also keeps the step count on the device, so that a
+replayed step advances the bias correction without Python running. A sparse
 table gradient off the CPU (a large table in an eager GPU run) is summed by row with fixed shapes
 too (``optim._summed_by_row``: a stable sort and a segment sum instead of ``coalesce``), and its
 lookup zeroes the padding entries instead of dropping them (``embeddings._Table``): no host sync.

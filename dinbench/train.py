@@ -166,7 +166,8 @@ def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch
     check_compile(cfg.compile, device)
     graph_step.check(cfg, device, runtime.world)
     graphs = cfg.compile == "cuda-graphs"
-    model = build_model(cfg, prepared, sparse_tables(cfg, runtime.world)).to(device)  # draws the initial weights from torch's seeded generator
+    # draws the initial weights from torch's seeded generator
+    model = build_model(cfg, prepared, sparse_tables(cfg, runtime.world)).to(device)
     if graphs:
         graph_step.check_model(model)
     net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on: the training step only, same weights
