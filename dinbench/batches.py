@@ -296,6 +296,25 @@ class BehaviourStore:
             batch.hist_neg_item, batch.hist_neg_category = history(self.neg_item), history(self.neg_category)
 
 
+def joined(batches: list[np.ndarray]) -> np.ndarray:
+    """The batches' row indices one after another as one int64 array: the array they are consecutive
+    slices of when they are (``batch_indices``'s batches: a view, no copy: a copy of an epoch's order
+    is 8 bytes a sample, 1.4 GB at Taobao's 173 M training samples), else their concatenation."""
+    if not batches:
+        return np.zeros(0, np.int64)
+    base = batches[0].base
+    if isinstance(base, np.ndarray) and base.dtype == np.int64 and base.ndim == 1 and base.flags.c_contiguous:
+        at = base.ctypes.data
+        for b in batches:
+            if b.base is not base or b.ctypes.data != at or b.strides != base.strides:
+                break
+            at += b.nbytes
+        else:
+            if at == base.ctypes.data + base.nbytes:
+                return base
+    return np.concatenate(batches).astype(np.int64, copy=False)
+
+
 def batch_indices(
     n: int, batch_size: int, rng: np.random.Generator | None = None
 ) -> list[np.ndarray]:

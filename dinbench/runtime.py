@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dinbench.batches import BehaviourStore, Rows, SampleSet, length_sorted_indices
+from dinbench.batches import BehaviourStore, Rows, SampleSet, joined, length_sorted_indices
 from dinbench.checkpoint import StopFlag
 from dinbench.errors import DinbenchError
 
@@ -157,7 +157,7 @@ def predict(
     device = torch.device(device)
     n = len(samples)
     batches = length_sorted_indices(samples.hist_len, eval_batch_size(batch_size, device))  # 0: the device's
-    order = store.rows(np.concatenate(batches) if batches else np.zeros(0, np.int64))  # [N], one upload
+    order = store.rows(joined(batches))  # [N], one upload
     # float32 holds a sigmoid of float32 or bfloat16 exactly; the sums of weights are taken in float64
     probs = torch.empty(n, dtype=torch.float32, device=store.device)  # [N]
     attn = torch.full((n,), torch.nan, dtype=torch.float64, device=store.device) if attention else None  # [N]

@@ -30,7 +30,7 @@ from torch import nn
 from dinbench import checkpoint, graph_step, optim, optimizers
 from dinbench.atomic import write_atomic
 from dinbench.batches import (
-    Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, make_store,
+    Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, joined, make_store,
 )
 from dinbench.checkpoint import RunInterrupted
 from dinbench.config import RunConfig, config_from_record
@@ -289,7 +289,7 @@ class Trainer:
         self.learner.net.train()
         t0 = time.perf_counter()
         batches = self.batches(state)
-        order = self.data.store.rows(np.concatenate(batches))  # the epoch's rows on the device: one upload
+        order = self.data.store.rows(joined(batches))  # the epoch's rows on the device: one upload
         ends = np.cumsum([len(b) for b in batches])  # batch i is order[ends[i] - len(batches[i]) : ends[i]]
         loss = EpochLoss(state.epoch_loss, self.device)
         aux = EpochLoss(state.epoch_aux_loss, self.device) if self.learner.model.has_auxiliary_loss else None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinbench.batches import Batch, NumpyOracle, bucketed_batch_indices, length_sorted_indices, make_store
+from dinbench.batches import Batch, NumpyOracle, batch_indices, bucketed_batch_indices, length_sorted_indices, make_store
 
 
 def assert_same_batch(got: Batch, want: Batch) -> None:
@@ -96,6 +96,23 @@ def test_on_the_cpu_the_device_samples_are_the_host_arrays_not_copies(tiny, stor
     frozen.flags.writeable = False
     kept = store.rows(frozen)
     assert torch.equal(kept.device, torch.arange(5)) and not np.shares_memory(kept.device.numpy(), frozen)
+
+
+def test_an_epoch_s_batches_are_joined_without_a_copy_where_they_are_slices_in_order():
+    """joined: batch_indices' batches are consecutive slices of one permutation, which is their join (no
+    copy of 8 bytes a sample); anything else (shuffled, partial, bucketed batches) is concatenated."""
+    from dinbench.batches import joined
+
+    rng = np.random.default_rng(0)
+    batches = batch_indices(1000, 64, rng)
+    order = joined(batches)
+    assert np.shares_memory(order, batches[0]) and np.array_equal(order, np.concatenate(batches))
+    for other in (batches[::-1], batches[1:], batches[:-1], [b.copy() for b in batches],
+                  bucketed_batch_indices(rng.integers(0, 30, 1000), 64, rng, window=3)):
+        got = joined(other)
+        assert got.dtype == np.int64 and np.array_equal(got, np.concatenate(other))
+    assert not np.shares_memory(joined(batches[::-1]), batches[0])
+    assert joined([]).shape == (0,)
 
 
 def test_the_gather_never_reads_the_device(tiny, stores):
