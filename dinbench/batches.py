@@ -44,9 +44,9 @@ class DeviceSamples:
     item: torch.Tensor  # [N] int32 candidate item
     category: torch.Tensor  # [N] int32 candidate category
     label: torch.Tensor  # [N] float32 0/1
-    hist_start: torch.Tensor  # [N] int64
-    hist_len: torch.Tensor  # [N] int64
-    target_time: torch.Tensor  # [N] int64
+    hist_start: torch.Tensor  # [N] int32 (int64 where the values need it), as the three below
+    hist_len: torch.Tensor  # [N]
+    target_time: torch.Tensor  # [N]
 
     def subset(self, rows: torch.Tensor) -> "DeviceSamples":
         return DeviceSamples(*(t[rows] for t in self.__dict__.values()))
@@ -61,9 +61,9 @@ class SampleSet:
     item: np.ndarray  # [N] int32 candidate item
     category: np.ndarray  # [N] int32 candidate category
     label: np.ndarray  # [N] float32 0/1
-    hist_start: np.ndarray  # [N] int64 first history row in the behaviours table
-    hist_len: np.ndarray  # [N] int64 number of history rows (<= max_len)
-    target_time: np.ndarray  # [N] int64 time of the target behaviour
+    hist_start: np.ndarray  # [N] int32 (int64 where needed) first history row in the behaviours table
+    hist_len: np.ndarray  # [N] int32 number of history rows (<= max_len)
+    target_time: np.ndarray  # [N] int32 (int64 where needed) time of the target behaviour
     on_device: DeviceSamples
 
     def __len__(self) -> int:
@@ -174,9 +174,10 @@ class BehaviourStore:
             item=frame["item"].to_numpy(np.int32),
             category=frame["category"].to_numpy(np.int32),
             label=frame["label"].to_numpy(np.float32),
-            hist_start=abs_end - hist_len,
-            hist_len=hist_len,
-            target_time=self._behaviours["time"].to_numpy(np.int64)[abs_end],
+            # int32 where the values fit (12 bytes a sample less: 2 GB at Taobao's 173 M training samples)
+            hist_start=_compact(abs_end - hist_len),
+            hist_len=_compact(hist_len),
+            target_time=_compact(self._behaviours["time"].to_numpy(np.int64)[abs_end]),
         )
         on_device = DeviceSamples(**{k: self._on_device(host[k]) for k in
                                      ("item", "category", "label", "hist_start", "hist_len", "target_time")})
@@ -289,7 +290,8 @@ class BehaviourStore:
             out = column.index_select(0, beh).view(mask.shape).long()
             return out.masked_fill_(padding, 0) if zero_padding else out
 
-        age = (d.target_time.index_select(0, idx)[:, None] - self.time.index_select(0, beh).view(mask.shape))
+        age = (d.target_time.index_select(0, idx).long()[:, None]  # int64: a difference of int32 times may not fit
+               - self.time.index_select(0, beh).view(mask.shape))
         batch.age = age.masked_fill_(padding, 0).float()  # [B, L]
         batch.hist_item, batch.hist_category = history(self.item), history(self.category)  # [B, L]
         if negatives:

@@ -72,6 +72,10 @@ def test_the_store_keeps_ids_in_int32_and_batches_in_the_model_dtypes(tiny, stor
     store, _ = stores
     assert store.item.dtype == store.category.dtype == torch.int32
     samples = store.samples(tiny.splits["test"], 50)
+    for name in ("hist_start", "hist_len", "target_time"):  # 4 bytes a sample each, where the values fit
+        assert getattr(samples, name).dtype == np.int32 and getattr(samples.on_device, name).dtype == torch.int32, name
+    batch = store.batch(samples, np.arange(8), padded=True)
+    assert batch.packed_item.dtype == batch.row.dtype == batch.pos.dtype == torch.long and batch.age.dtype == torch.float32
     subset = samples.subset(np.array([5, 0, 3]))
     assert subset.user.tolist() == samples.user[[5, 0, 3]].tolist()
     assert_same_batch(store.batch(subset, np.arange(3)), store.batch(samples, np.array([5, 0, 3])))
