@@ -22,7 +22,7 @@ set -u
 OUT=${OUT:-gpu-session}
 mkdir -p "$OUT"
 export PYTHONPATH=.
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python || command -v python3)}  # whichever the machine calls its Python
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu ITEMS=10000,60000: a smoke test of this script on a CPU (captured parts refused there)
 ITEMS=${ITEMS:-10000,4000000}
 SUMMARY="$OUT/summary.txt"
