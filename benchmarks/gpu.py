@@ -83,7 +83,9 @@ def main() -> None:
     overrides = run_overrides(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    print(f"device: {device} = {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
+    switches = os.environ.get("DINBENCH_GRAPH", "")  # the captured step's variants (peak_rss.graph_switches)
+    print(f"device: {device} = {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+          + (f"; graph_step switches: {switches}" if switches else ""), flush=True)
     poolers = args.poolers or (QUICK_POOLERS if args.quick else "all")
     epochs = args.epochs or (1 if args.quick else 2)
     threads = args.threads or default_threads()

@@ -1,57 +1,82 @@
 #!/usr/bin/env bash
-# Every GPU check issue 13 still lacks, in one call of the device tool (a session lent a GPU has 15
-# minutes of device time in all and 10 minutes a command): run from the repository root,
+# Every GPU check issue 13 still lacks, for the calls of the device tool (a session lent a GPU has 15
+# minutes of device time in all, each start of a machine included, and 10 minutes a command): run from
+# the repository root,
 #
-#     OUT=$OUT bash benchmarks/gpu_session.sh            # logs in $OUT (default ./gpu-session)
+#     OUT=$OUT bash benchmarks/gpu_session.sh                 # every part (about 10 minutes of limits)
+#     OUT=$OUT PARTS="inductor profile" bash benchmarks/gpu_session.sh   # the parts whose names start so
 #
-# Carried with the working tree (ignored paths): .peer (DeepCTR-Torch, installed where pip works:
+# logs in $OUT (default ./gpu-session). Carried with the working tree (ignored paths): .peer
+# (DeepCTR-Torch, installed where pip works:
 # python -c "import sys; sys.path.insert(0, 'benchmarks'); import speed; speed.ensure_peer(__import__('pathlib').Path('.peer'))")
 # and datasets/amazon-beauty (prepared here: python benchmarks/speed.py does it in /tmp/dinbench-speed,
 # copy that folder). The machine has torch and the rest; the checkout runs with PYTHONPATH=.
 #
-# Parts, most wanted first, each with its own time limit (555 s in all, under the 600 s of a command); a
-# part that fails or runs out of time is logged and the next one runs. summary.txt lists each part's
-# exit status and seconds, then the lines that carry its figures.
-#   1-3  host syncs: the eager sparse path; the captured step; the captured step with sparse tables
-#        (graph_step.SPARSE_TABLES: capturing it at all is the check)
-#   4-5  catalogue on the GPU, 10k against 4 M items, captured step: masked update (today's default)
-#        against sparse tables inside the graph (--graph-sparse); which one is flat decides the default
-#   6    the poolers not yet measured on a GPU, eager against captured, batch 1,024 (About.graphs_by_default)
-#   7    gpu.py --quick with the defaults: the issue's GPU targets, evaluation at the default batch
+# Parts, each with its own time limit; a part that fails or runs out of time is logged and the next
+# one runs. summary.txt lists each part's exit status and seconds, then the lines that carry its figures.
+#   tests-gpu      the tests that need a GPU: a captured run's metrics against the eager run's, plain and with
+#                  each variant below (graph_step.SPARSE_TABLES, graph_step.INDUCTOR)
+#   inductor-*     the captured step compiled by inductor first (graph_step.INDUCTOR, DINBENCH_GRAPH=inductor):
+#                  din and average at batch 1,024 and 8,192 (the issue's targets), and din's test AUC against
+#                  the plain captured step (compile.py, synthetic)
+#   profile-*      where a captured din step's GPU time goes, batch 1,024 and 8,192 (profile_train.py)
+#   sync-*         host syncs: the captured step with sparse tables (graph_step.SPARSE_TABLES: capturing
+#                  it at all is the check); the eager sparse path
+#   catalogue-*    10k against 4 M items, captured step: masked update (today's default) against sparse
+#                  tables inside the graph (--graph-sparse); which one is flat decides the default
+#   poolers-*      the poolers not yet measured on a GPU, eager against captured, batch 1,024 (About.graphs_by_default)
+#   quick          gpu.py --quick with the defaults: the issue's GPU targets, the peer, evaluation
 set -u
 OUT=${OUT:-gpu-session}
 mkdir -p "$OUT"
-export PYTHONPATH=.
+export PYTHONPATH=. PYTHONUNBUFFERED=1
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/dinbench-inductor}  # shared by the parts
 PY=${PYTHON:-$(command -v python || command -v python3)}  # whichever the machine calls its Python
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu ITEMS=10000,60000: a smoke test of this script on a CPU (captured parts refused there)
 ITEMS=${ITEMS:-10000,4000000}
+PARTS=${PARTS:-tests inductor profile sync catalogue poolers quick}
 SUMMARY="$OUT/summary.txt"
-: > "$SUMMARY"
+touch "$SUMMARY"
+
+wanted() {  # wanted NAME: whether a word of PARTS starts NAME
+  local p
+  for p in $PARTS; do [[ $1 == "$p"* ]] && return 0; done
+  return 1
+}
 
 part() {  # part NAME LIMIT_S COMMAND...: run, log, summarise
   local name=$1 limit=$2 start rc
   shift 2
+  wanted "$name" || return 0
   echo "== $name (limit ${limit} s): $*" | tee -a "$SUMMARY"
   start=$(date +%s)
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   rc=$?
   echo "   exit $rc after $(( $(date +%s) - start )) s" | tee -a "$SUMMARY"
-  grep -E "without a host sync|Error|error:|items [0-9]|at [0-9,]+:|^\| |rows/s|target|batch [0-9]+:" "$OUT/$name.log" | tail -n 40 >> "$SUMMARY"
+  grep -E "without a host sync|Error|error:|items [0-9]|at [0-9,]+:|^\| |rows/s|target|batch [0-9]+:|^din |^average |Self CUDA time total|passed|failed|FAILED" \
+    "$OUT/$name.log" | tail -n 40 >> "$SUMMARY"
 }
 
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } >> "$SUMMARY" 2>&1
 
-part 1-sync-eager-sparse 45 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile off --sparse
-part 2-sync-graphs 45 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs
-part 3-sync-graphs-sparse 45 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs --sparse --graph-sparse
-part 4-catalogue-masked 90 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
-  --items "$ITEMS" --interleave 20
-part 5-catalogue-graph-sparse 90 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
-  --items "$ITEMS" --interleave 20 --graph-sparse
+DATA=(--dataset amazon-beauty --data-dir datasets)
+part tests-gpu 90 $PY -m pytest -q -p no:cacheprovider tests/test_compile.py -k "on_cuda"
+part inductor-rates 130 env DINBENCH_GRAPH=inductor $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers din,average \
+  --batch-sizes 1024,8192 --epochs 1 --min-seconds 2 --compile cuda-graphs --data-dir datasets
+part inductor-auc 60 $PY benchmarks/compile.py --device "$DEVICE" --poolers din --modes cuda-graphs,cuda-graphs+inductor \
+  --batch-size 8192 --users 5000 --epochs 3
+part profile-1024 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 1024 --compile cuda-graphs "${DATA[@]}" --rows 25
+part profile-8192 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 8192 --compile cuda-graphs "${DATA[@]}" --rows 25
+part sync-graphs-sparse 35 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs --sparse --graph-sparse
+part catalogue-masked 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
+  --items "$ITEMS" --interleave 10
+part catalogue-graph-sparse 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs \
+  --poolers average,din --items "$ITEMS" --interleave 10 --graph-sparse
+part sync-eager-sparse 40 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile off --sparse
 UNMEASURED=time-decay,dot:softmax,bilinear:softmax,multihead:softmax,bst,sim:soft,eta,max
 for mode in off cuda-graphs; do
-  part "6-poolers-$mode" 70 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers "$UNMEASURED" --batch-sizes 1024 \
+  part "poolers-$mode" 70 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers "$UNMEASURED" --batch-sizes 1024 \
     --epochs 1 --min-seconds 0 --compile "$mode" --data-dir datasets
 done
-part 7-gpu-quick 100 $PY benchmarks/gpu.py --device "$DEVICE" --quick --epochs 1 --min-seconds 2 --peer-dir .peer --data-dir datasets
+part quick 100 $PY benchmarks/gpu.py --device "$DEVICE" --quick --epochs 1 --min-seconds 2 --peer-dir .peer --data-dir datasets
 echo "done $(date -u)" >> "$SUMMARY"

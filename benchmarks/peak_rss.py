@@ -81,8 +81,28 @@ def parse_or_serve(parser, workers: dict):
     return args
 
 
+GRAPH_SWITCHES = {"sparse": "SPARSE_TABLES", "inductor": "INDUCTOR"}
+
+
+def graph_switches() -> list[str]:
+    """Turn on the dinbench.graph_step switches named in the environment variable DINBENCH_GRAPH (a comma
+    list of ``sparse``, ``inductor``: the captured step's variants that a GPU session measures before they
+    become defaults) in this process; the names turned on. A measuring child inherits the variable."""
+    names = [n.strip() for n in os.environ.get("DINBENCH_GRAPH", "").split(",") if n.strip()]
+    unknown = sorted(set(names) - set(GRAPH_SWITCHES))
+    if unknown:
+        sys.exit(f"DINBENCH_GRAPH: unknown switch {', '.join(unknown)}; choose from {', '.join(GRAPH_SWITCHES)}")
+    if names:
+        from dinbench import graph_step
+
+        for n in names:
+            setattr(graph_step, GRAPH_SWITCHES[n], True)
+    return names
+
+
 def serve_worker(workers: dict, name: str, job: str) -> None:
     """The child's side of ``worker``: run the measurement, print its result with this process's peak RSS."""
+    graph_switches()
     result = workers[name](json.loads(job))
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result))

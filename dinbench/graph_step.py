@@ -43,6 +43,12 @@ WARMUP = 3  # eager full batches before the first capture (then one before each 
 # measures it (benchmarks/catalogue.py --graph-sparse, benchmarks/cuda_sync_check.py --graph-sparse).
 SPARSE_TABLES = False
 
+# The captured step's forward and backward compiled by torch.compile (inductor: fused kernels, fewer
+# of them) before capture, so that each replay launches fewer, larger kernels. Sizes are symbolic
+# (``dynamic=True``), so one compile serves every capacity; the warm-up steps compile, capture only
+# records. Off until a GPU measures it (benchmarks/compile.py --modes cuda-graphs+inductor).
+INDUCTOR = False
+
 
 def capacity(positions: int, batch_size: int, max_len: int) -> int:
     """The listed positions N of a static batch with ``positions`` real ones: a whole number c of

@@ -170,7 +170,8 @@ def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch
     model = build_model(cfg, prepared, sparse_tables(cfg, runtime.world)).to(device)
     if graphs:
         graph_step.check_model(model)
-    net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on: the training step only, same weights
+    # --compile on (and a captured step with graph_step.INDUCTOR): the training step only, same weights
+    net = compile_net(runtime.wrap(model), "on" if graphs and graph_step.INDUCTOR else cfg.compile)
     optimizer = optim.make_optimizer(cfg.optimizer, model, cfg.lr, capturable=graphs)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)

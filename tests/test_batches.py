@@ -171,3 +171,13 @@ def test_packed_negatives_are_the_padded_negatives_at_the_real_positions(tiny):
     assert torch.equal(full.packed_neg_item, full.hist_neg_item[full.mask])
     assert torch.equal(full.packed_neg_category, full.hist_neg_category[full.mask])
     assert torch.equal(lean.packed_neg_item, full.packed_neg_item) and lean.hist_neg_item is None
+
+
+@pytest.mark.parametrize("high", [51, 1 << 16, 1 << 20])  # 16-bit keys (radix) and wider ones
+def test_evaluation_batches_are_the_stable_length_order_in_slices(high):
+    lengths = np.random.default_rng(high).integers(0, high, 5_003).astype(np.int32)
+    batches = length_sorted_indices(lengths, 1_000)
+    assert [len(b) for b in batches] == [1_000] * 5 + [3]
+    order = np.concatenate(batches)
+    # shortest first, ties in row order: the merge sort's (one stable order exists)
+    np.testing.assert_array_equal(order, sorted(range(len(lengths)), key=lambda i: (lengths[i], i)))

@@ -187,12 +187,19 @@ def test_a_graph_keeps_sparse_table_gradients_only_when_switched_on(monkeypatch)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="--compile cuda-graphs needs a CUDA device")
+@pytest.mark.parametrize("variant", ["", "sparse", "inductor"])
 @pytest.mark.parametrize("spec", ["din:softmax", "average"])
-def test_a_cuda_graphs_run_matches_the_eager_run_on_cuda(tiny, tmp_path, spec):
+def test_a_cuda_graphs_run_matches_the_eager_run_on_cuda(tiny, tmp_path, monkeypatch, spec, variant):
     """On a GPU: the captured run's metrics equal the eager run's within float tolerance, and its
-    optimizer's step count (kept on the device) counts every step."""
+    optimizer's step count (kept on the device) counts every step; also with the captured step's
+    variants (graph_step.SPARSE_TABLES, every table sparse; graph_step.INDUCTOR)."""
+    from dinbench import graph_step, optimizers
     from dinbench.train import train_run
 
+    if variant == "sparse":
+        monkeypatch.setattr(graph_step, "SPARSE_TABLES", True)
+        monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(graph_step, "INDUCTOR", variant == "inductor")
     cfg = RunConfig(pooler=spec, epochs=2, batch_size=64, embedding_dim=4, mlp_hidden=(8,), max_len=20,
                     lr=0.01, device="cuda")
     _, eager = train_run(cfg, tiny, tmp_path / "eager")
