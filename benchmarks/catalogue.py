@@ -2,7 +2,7 @@
 
     python benchmarks/catalogue.py [--items 10000,100000,1000000,2000000,4000000] [--poolers average,din]
                                    [--optimizer NAME] [--compile MODE] [--device DEV] [--threads 1] [--batch-size 1024]
-                                   [--repeats 3 | --interleave 20] [--graph-sparse]
+                                   [--repeats 3 | --interleave 20] [--graph-masked]
 
 What is measured: the same 200,000 behaviours of 20,000 users (seeded lengths, at least 4 and 10 on
 average; the same users, lengths and times at every size) with items drawn uniformly from a catalogue
@@ -62,10 +62,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0,
                     help=f"time this many steps (after {WARMUP_STEPS} untimed ones) instead of whole epochs: for dense "
                          "optimizers, whose epochs at millions of items take hours here")
-    ap.add_argument("--graph-sparse", action="store_true",
-                    help="with --compile cuda-graphs: large tables keep sparse gradients inside the graph "
-                         "(dinbench.graph_step.SPARSE_TABLES, off by default until a GPU measures it) instead "
-                         "of the masked update over the whole table")
+    ap.add_argument("--graph-masked", action="store_true",
+                    help="with --compile cuda-graphs: the masked update over the whole table inside the graph "
+                         "(dinbench.graph_step.SPARSE_TABLES off) instead of large tables' sparse gradients (the default)")
     run_options(ap, device=True)
     args = parse_or_serve(ap, {"train": work_train, "interleaved": work_interleaved})
     if args is None:  # a measurement child: done
@@ -82,7 +81,7 @@ def main() -> None:
     print(f"{BEHAVIOURS:,} behaviours of {USERS:,} users, items uniform over the catalogue, {CATEGORIES} categories; "
           f"{what}, batch {args.batch_size:,}, optimizer {effective(overrides, 'optimizer')}"
           + (f", compile {overrides['compile']}" if overrides.get("compile") else "")
-          + (", sparse table gradients inside the graph" if args.graph_sparse else "") + "\n")
+          + (", the masked update over whole tables inside the graph" if args.graph_masked else "") + "\n")
     if args.interleave:
         interleaved(args, sizes, poolers, overrides)
         return
@@ -91,7 +90,7 @@ def main() -> None:
         for pooler in poolers:
             for n in sizes:
                 job = dict(items=n, pooler=pooler, threads=args.threads, batch_size=args.batch_size,
-                           epochs=args.epochs, steps=args.steps, overrides=overrides, graph_sparse=args.graph_sparse)
+                           epochs=args.epochs, steps=args.steps, overrides=overrides, graph_masked=args.graph_masked)
                 r = worker(__file__, "train", job)
                 rates[pooler, n, rep] = r
                 base = rates[pooler, sizes[0], rep]["rows_per_s"]
@@ -131,7 +130,7 @@ def interleaved(args, sizes: list[int], poolers: list[str], overrides: dict) -> 
     verdicts = []
     for pooler in poolers:
         job = dict(sizes=sizes, pooler=pooler, threads=args.threads, batch_size=args.batch_size,
-                   block=args.interleave, overrides=overrides, graph_sparse=args.graph_sparse)
+                   block=args.interleave, overrides=overrides, graph_masked=args.graph_masked)
         r = worker(__file__, "interleaved", job)
         seconds = {int(n): v for n, v in r["seconds"].items()}  # size -> [round] seconds (same rows in a round)
         rows = r["rows_per_round"]
@@ -162,7 +161,7 @@ def work_interleaved(job: dict) -> dict:
     from dinbench.train import Trainer, TrainState
 
     set_threads(job["threads"])
-    graph_sparse(job)
+    graph_masked(job)
     trainers = {}
     for n in job["sizes"]:
         prepared = catalogue_dataset(n)
@@ -179,18 +178,18 @@ def work_interleaved(job: dict) -> dict:
         for n in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
             t0 = time.perf_counter()
             for b in rows:
-                trainers[n].step(b)[0].item()
+                trainers[n].step(trainers[n].data.store.rows(b))[0].item()  # host and device indices, as the loop
             if r > 0:
                 seconds[n].append(time.perf_counter() - t0)
     return dict(seconds=seconds, rows_per_round=k * job["batch_size"])
 
 
-def graph_sparse(job: dict) -> None:
-    """--graph-sparse, in the measuring child: sparse table gradients inside a captured step."""
-    if job.get("graph_sparse"):
+def graph_masked(job: dict) -> None:
+    """--graph-masked, in the measuring child: the masked update over whole tables inside a captured step."""
+    if job.get("graph_masked"):
         from dinbench import graph_step
 
-        graph_step.SPARSE_TABLES = True
+        graph_step.SPARSE_TABLES = False
 
 
 def catalogue_dataset(n_items: int, users: int = USERS, behaviours: int = BEHAVIOURS, categories: int = CATEGORIES,
@@ -235,7 +234,7 @@ def work_train(job: dict) -> dict:
     from dinbench.train import fit
 
     set_threads(job["threads"])
-    graph_sparse(job)
+    graph_masked(job)
     prepared = catalogue_dataset(job["items"])
     cfg = RunConfig(dataset=prepared.name, pooler=job["pooler"], protocol="paper", epochs=job["epochs"],
                     batch_size=job["batch_size"], **job["overrides"])

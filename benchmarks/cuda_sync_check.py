@@ -2,14 +2,15 @@
 the device-side loss sum, under ``torch.cuda.set_sync_debug_mode("error")`` (any host sync raises).
 
     python benchmarks/cuda_sync_check.py [--device cuda] [--pooler din] [--steps 60] [--compile auto]
-                                         [--sparse] [--graph-sparse]
+                                         [--sparse] [--graph-masked]
 
 ``--compile``: the run's mode (default auto: cuda-graphs for the poolers measured on a GPU, eager
 for the rest; ``off`` checks the eager step). ``--sparse``: every table takes a sparse gradient, as
 tables of 50,000 rows and more do under lazy-adam (this set's tables are small), to check the
 eager row-sparse path (the lookup's padding entries, the optimizer's row sums) as well.
-``--graph-sparse`` (with ``--sparse --compile cuda-graphs``): the captured step keeps those sparse
-gradients (``dinbench.graph_step.SPARSE_TABLES``), so capturing it is the check (a sync in capture raises).
+With ``--sparse --compile cuda-graphs`` the captured step keeps those sparse gradients
+(``dinbench.graph_step.SPARSE_TABLES``), so capturing it is the check (a sync in capture raises);
+``--graph-masked`` captures the masked update over whole tables instead.
 
 On a small synthetic set (generated in a temporary folder). The loop's reads every ``CHECK_EVERY``
 steps (``EpochLoss.check``) are the intended syncs; this runs the steps in between, and reads once
@@ -34,9 +35,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--compile", default="auto")
     ap.add_argument("--sparse", action="store_true", help="sparse gradients for every table (lazy-adam's at >= 50k rows)")
-    ap.add_argument("--graph-sparse", action="store_true",
-                    help="with --compile cuda-graphs: keep sparse table gradients inside the graph "
-                         "(dinbench.graph_step.SPARSE_TABLES, off by default until a GPU measures it)")
+    ap.add_argument("--graph-masked", action="store_true",
+                    help="with --compile cuda-graphs: the masked update over whole tables inside the graph "
+                         "(dinbench.graph_step.SPARSE_TABLES off) instead of sparse table gradients")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     import numpy as np
@@ -46,10 +47,10 @@ def main() -> None:
 
     if args.sparse:
         optimizers.SPARSE_MIN_ROWS = 1
-    if args.graph_sparse:
+    if args.graph_masked:
         from dinbench import graph_step
 
-        graph_step.SPARSE_TABLES = True
+        graph_step.SPARSE_TABLES = False
     from dinbench.config import RunConfig
     from dinbench.prepared import contract
     from dinbench.runtime import LocalRuntime

@@ -80,12 +80,10 @@ def main() -> None:
 
     from dinbench.runtime import default_threads
 
-    overrides = run_overrides(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    overrides = run_overrides(args, device)
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    switches = os.environ.get("DINBENCH_GRAPH", "")  # the captured step's variants (peak_rss.graph_switches)
-    print(f"device: {device} = {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
-          + (f"; graph_step switches: {switches}" if switches else ""), flush=True)
+    print(f"device: {device} = {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
     poolers = args.poolers or (QUICK_POOLERS if args.quick else "all")
     epochs = args.epochs or (1 if args.quick else 2)
     threads = args.threads or default_threads()

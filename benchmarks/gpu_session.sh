@@ -4,7 +4,7 @@
 # the repository root,
 #
 #     OUT=$OUT bash benchmarks/gpu_session.sh                 # every part (about 10 minutes of limits)
-#     OUT=$OUT PARTS="inductor profile" bash benchmarks/gpu_session.sh   # the parts whose names start so
+#     OUT=$OUT PARTS="compiled profile" bash benchmarks/gpu_session.sh   # the parts whose names start so
 #
 # logs in $OUT (default ./gpu-session). Carried with the working tree (ignored paths): .peer
 # (DeepCTR-Torch, installed where pip works:
@@ -14,17 +14,16 @@
 #
 # Parts, each with its own time limit; a part that fails or runs out of time is logged and the next
 # one runs. summary.txt lists each part's exit status and seconds, then the lines that carry its figures.
-#   tests-gpu      the tests that need a GPU: a captured run's metrics against the eager run's, plain and with
-#                  each variant below (graph_step.SPARSE_TABLES, graph_step.INDUCTOR)
-#   inductor-*     the captured step compiled by inductor first (graph_step.INDUCTOR, DINBENCH_GRAPH=inductor):
-#                  din and average at batch 1,024 and 8,192 (the targets), and din's test AUC against
-#                  the plain captured step (compile.py, synthetic)
+#   tests-gpu      the tests that need a GPU: a captured run's metrics against the eager run's, for every
+#                  pooler --compile auto captures, and din and average with the captured step's variants
+#   compiled-*     --compile on+cuda-graphs (the compiled step captured): din and average at batch 1,024
+#                  and 8,192 (the targets), and din's test AUC against cuda-graphs (compile.py, synthetic)
 #   profile-*      where a captured din step's GPU time goes, batch 1,024 and 8,192 (profile_train.py)
-#   sync-*         host syncs: the captured step with sparse tables (graph_step.SPARSE_TABLES: capturing
-#                  it at all is the check); the eager sparse path
-#   catalogue-*    10k against 4 M items, captured step: masked update (today's default) against sparse
-#                  tables inside the graph (--graph-sparse); which one is flat decides the default
-#   poolers-*      the poolers not yet measured on a GPU, eager against captured, batch 1,024 (About.graphs_by_default)
+#   sync-*         host syncs: the captured step with sparse tables (capturing it at all is the check);
+#                  the eager sparse path
+#   catalogue-*    10k against 4 M items, captured step: sparse tables inside the graph (the default)
+#                  against the masked update over whole tables (--graph-masked)
+#   poolers-*      every pooler but din and average, eager against captured, batch 1,024 (About.graphs_by_default)
 #   quick          gpu.py --quick with the defaults: the GPU targets, the peer, evaluation
 set -u
 OUT=${OUT:-gpu-session}
@@ -34,7 +33,7 @@ export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/dinbench-inductor
 PY=${PYTHON:-$(command -v python || command -v python3)}  # whichever the machine calls its Python
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu ITEMS=10000,60000: a smoke test of this script on a CPU (captured parts refused there)
 ITEMS=${ITEMS:-10000,4000000}
-PARTS=${PARTS:-tests inductor profile sync catalogue poolers quick}
+PARTS=${PARTS:-tests compiled profile sync catalogue poolers quick}
 SUMMARY="$OUT/summary.txt"
 touch "$SUMMARY"
 
@@ -60,22 +59,22 @@ part() {  # part NAME LIMIT_S COMMAND...: run, log, summarise
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } >> "$SUMMARY" 2>&1
 
 DATA=(--dataset amazon-beauty --data-dir datasets)
-part tests-gpu 90 $PY -m pytest -q -p no:cacheprovider tests/test_compile.py -k "on_cuda"
-part inductor-rates 130 env DINBENCH_GRAPH=inductor $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers din,average \
-  --batch-sizes 1024,8192 --epochs 1 --min-seconds 2 --compile cuda-graphs --data-dir datasets
-part inductor-auc 60 $PY benchmarks/compile.py --device "$DEVICE" --poolers din --modes cuda-graphs,cuda-graphs+inductor \
+part tests-gpu 150 $PY -m pytest -q -p no:cacheprovider tests/test_compile.py -k "on_cuda"
+part compiled-rates 90 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers din,average \
+  --batch-sizes 1024,8192 --epochs 1 --min-seconds 2 --compile on+cuda-graphs --data-dir datasets
+part compiled-auc 60 $PY benchmarks/compile.py --device "$DEVICE" --poolers din --modes cuda-graphs,on+cuda-graphs \
   --batch-size 8192 --users 5000 --epochs 3
 part profile-1024 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 1024 --compile cuda-graphs "${DATA[@]}" --rows 25
 part profile-8192 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 8192 --compile cuda-graphs "${DATA[@]}" --rows 25
-part sync-graphs-sparse 35 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs --sparse --graph-sparse
-part catalogue-masked 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
+part sync-graphs-sparse 35 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs --sparse
+part catalogue-sparse 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
   --items "$ITEMS" --interleave 10
-part catalogue-graph-sparse 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs \
-  --poolers average,din --items "$ITEMS" --interleave 10 --graph-sparse
+part catalogue-masked 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
+  --items "$ITEMS" --interleave 10 --graph-masked
 part sync-eager-sparse 40 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile off --sparse
-UNMEASURED=time-decay,dot:softmax,bilinear:softmax,multihead:softmax,bst,sim:soft,eta,max
+OTHERS=time-decay,dot:softmax,bilinear:softmax,multihead:softmax,bst,sim:soft,eta,max
 for mode in off cuda-graphs; do
-  part "poolers-$mode" 70 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers "$UNMEASURED" --batch-sizes 1024 \
+  part "poolers-$mode" 70 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers "$OTHERS" --batch-sizes 1024 \
     --epochs 1 --min-seconds 0 --compile "$mode" --data-dir datasets
 done
 part quick 100 $PY benchmarks/gpu.py --device "$DEVICE" --quick --epochs 1 --min-seconds 2 --peer-dir .peer --data-dir datasets

@@ -81,28 +81,8 @@ def parse_or_serve(parser, workers: dict):
     return args
 
 
-GRAPH_SWITCHES = {"sparse": "SPARSE_TABLES", "inductor": "INDUCTOR"}
-
-
-def graph_switches() -> list[str]:
-    """Turn on the dinbench.graph_step switches named in the environment variable DINBENCH_GRAPH (a comma
-    list of ``sparse``, ``inductor``: the captured step's variants that a GPU session measures before they
-    become defaults) in this process; the names turned on. A measuring child inherits the variable."""
-    names = [n.strip() for n in os.environ.get("DINBENCH_GRAPH", "").split(",") if n.strip()]
-    unknown = sorted(set(names) - set(GRAPH_SWITCHES))
-    if unknown:
-        sys.exit(f"DINBENCH_GRAPH: unknown switch {', '.join(unknown)}; choose from {', '.join(GRAPH_SWITCHES)}")
-    if names:
-        from dinbench import graph_step
-
-        for n in names:
-            setattr(graph_step, GRAPH_SWITCHES[n], True)
-    return names
-
-
 def serve_worker(workers: dict, name: str, job: str) -> None:
     """The child's side of ``worker``: run the measurement, print its result with this process's peak RSS."""
-    graph_switches()
     result = workers[name](json.loads(job))
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result))
@@ -120,8 +100,10 @@ def run_options(parser, device: bool = False) -> None:
     parser.add_argument("--compile", default=None, help="RunConfig compile: off, on or cuda-graphs (default: RunConfig's default)")
 
 
-def run_overrides(args) -> dict:
-    """The RunConfig fields the pass-through options set; a field this dinbench lacks stops with one line."""
+def run_overrides(args, device: str | None = None) -> dict:
+    """The RunConfig fields the pass-through options set; a field this dinbench lacks stops with one line.
+    ``device``: where the script itself trains (gpu.py's own ``--device``, not passed on), for the check
+    that the device can run the ``--compile`` mode; else the passed-on device or RunConfig's default."""
     from dataclasses import fields
 
     from dinbench.config import RunConfig
@@ -143,7 +125,7 @@ def run_overrides(args) -> dict:
         cfg = RunConfig(**out)  # a bad value stops here in one line, not in a worker's traceback
         from dinbench.runtime import check_compile, resolve_device
 
-        check_compile(cfg.compile, resolve_device(cfg.device))  # cuda-graphs without a GPU, likewise
+        check_compile(cfg.compile, resolve_device(device or cfg.device))  # cuda-graphs without a GPU, likewise
     except DinbenchError as e:
         sys.exit(f"error: {e}")
     return out

@@ -41,11 +41,6 @@ def main() -> None:
     from dinbench.sources.local import load_or_prepare
     from dinbench.train import Trainer, TrainState
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from peak_rss import graph_switches
-
-    switches = graph_switches()  # DINBENCH_GRAPH=sparse,inductor: the captured step's variants
-
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     data_dir = args.data_dir or Path(tempfile.mkdtemp())
     prepared = load_or_prepare(data_dir, "synthetic") if args.dataset == "synthetic" else load(data_dir, args.dataset)
@@ -64,8 +59,7 @@ def main() -> None:
         sync()
         seconds = time.perf_counter() - t0
     rows = len(trainer.data.train)
-    print(f"device {device}; {cfg.pooler} batch {args.batch_size:,}; compile {trainer.cfg.compile}"
-          + (f" + {','.join(switches)}" if switches else "") + f"; {rows:,} rows in {seconds:.3f} s "
+    print(f"device {device}; {cfg.pooler} batch {args.batch_size:,}; compile {trainer.cfg.compile}; {rows:,} rows in {seconds:.3f} s "
           f"= {rows / seconds:,.0f} rows/s (profiled, so slower than unprofiled)")
     key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60))

@@ -27,7 +27,9 @@ from dinbench.options import (
 )
 
 ARCHITECTURES = ("ranking", "two-tower", "three-tower")  # the report sorts them: ranking, three-tower, two-tower
-COMPILE_MODES = ("auto", "off", "on", "cuda-graphs")
+COMPILE_MODES = ("auto", "off", "on", "cuda-graphs", "on+cuda-graphs")
+CAPTURED = ("cuda-graphs", "on+cuda-graphs")  # the modes whose full batches replay a captured step (graph_step)
+COMPILED = ("on", "on+cuda-graphs")  # the modes whose training model is torch.compile'd (runtime.compile_net)
 
 
 def _option(default: Any, help: str, kind: type = str, *, compared: bool = True, legacy: Any = None,
@@ -96,7 +98,9 @@ class RunConfig:
         "auto", "auto: cuda-graphs for the poolers measured on a GPU (average, din) where it can run (one CUDA "
         "process, a fixed lr, no --l2-minibatch, no Dice attention), else off; off: eager; on: torch.compile "
         "the training step's model (fewer kernel launches); "
-        "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200). "
+        "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200); "
+        "on+cuda-graphs: both, the compiled step captured (1.7-1.9x cuda-graphs on an H200 once compiled, "
+        "about 15 s of compiling per run: for long runs). "
         "Same numbers up to float rounding; the record says which ran.",
         choices=COMPILE_MODES, compared=False, legacy="off")
     # the options of this config's pooler only, every one with its value (see Pooler.options)

@@ -1,5 +1,8 @@
 """``--compile cuda-graphs``: the whole training step (batch gather, forward, backward, optimizer)
-captured once as a CUDA graph and replayed for every full batch.
+captured once as a CUDA graph and replayed for every full batch. ``--compile on+cuda-graphs``: the
+same, with the forward and backward compiled by torch.compile first (inductor's fused kernels: fewer
+launches inside the graph; the warm-up steps compile, capture only records; sizes are symbolic, so
+one compile serves every captured size).
 
 Why: eager din launches about 270 small kernels per step, and at batch 1,024 an H200 waits for the
 host most of the time (busy 20 %, benchmarks/gpu.py). A replayed graph is one launch per step.
@@ -39,15 +42,11 @@ WARMUP = 3  # eager full batches before the first capture (then one before each 
 # entries are zeros (embeddings._Table), and the optimizer sums its rows with fixed shapes
 # (optim._summed_by_row) and updates those rows only: a step's cost flat in the catalogue instead of
 # the masked update's pass over the whole table and its moments. Proven free of data-dependent shapes
-# on the meta device (tests/test_optimizers.py), not yet captured on a GPU: off until a GPU session
-# measures it (benchmarks/catalogue.py --graph-sparse, benchmarks/cuda_sync_check.py --graph-sparse).
-SPARSE_TABLES = False
-
-# The captured step's forward and backward compiled by torch.compile (inductor: fused kernels, fewer
-# of them) before capture, so that each replay launches fewer, larger kernels. Sizes are symbolic
-# (``dynamic=True``), so one compile serves every capacity; the warm-up steps compile, capture only
-# records. Off until a GPU measures it (benchmarks/compile.py --modes cuda-graphs+inductor).
-INDUCTOR = False
+# on the meta device (tests/test_optimizers.py) and captured on an H200 (2026-11-30, eleventh session:
+# benchmarks/cuda_sync_check.py --sparse --compile cuda-graphs, no host sync; the GPU test's captured run within
+# tolerance of the eager one). benchmarks/catalogue.py there, 4 M items against 10k: average 0.86x and
+# din 0.89x with it, 0.10x and 0.13x with the masked update (False; --graph-masked measures that).
+SPARSE_TABLES = True
 
 
 def capacity(positions: int, batch_size: int, max_len: int) -> int:
@@ -84,11 +83,14 @@ def resolve(cfg, device: torch.device, world: int):
 
 def check(cfg, device: torch.device, world: int) -> None:
     """Refuse, in one line, a run that ``--compile cuda-graphs`` cannot train as it would eagerly."""
-    if cfg.compile != "cuda-graphs":
+    from dinbench.config import CAPTURED
+
+    if cfg.compile not in CAPTURED:
         return
     from dinbench.runtime import check_compile
 
-    check_compile(cfg.compile, device)  # a CUDA device (the one place that says so)
+    check_compile(cfg.compile, device)  # a CUDA device (the one place that says so), and torch.compile for on+
+    mode = cfg.compile
     refusals = [
         (world > 1, "one process (DistributedDataParallel all-reduces outside the graph)", "train without --distributed"),
         (cfg.l2_minibatch > 0, "no --l2-minibatch (its distinct-row count is a host sync)", "set --l2-minibatch 0"),
@@ -96,21 +98,21 @@ def check(cfg, device: torch.device, world: int) -> None:
     ]
     for refused, needs, fix in refusals:
         if refused:
-            raise DinbenchError(f"--compile cuda-graphs needs {needs}; {fix}, or use --compile on")
+            raise DinbenchError(f"--compile {mode} needs {needs}; {fix}, or use --compile on")
     from dinbench import poolers
 
     name = poolers.parse_spec(cfg.pooler)[0]
     if not poolers.REGISTRY[name].info.cuda_graphs:  # its declaration says a graph cannot hold it
-        raise DinbenchError(f"--compile cuda-graphs cannot train pooler '{name}' (its training step is not "
+        raise DinbenchError(f"--compile {mode} cannot train pooler '{name}' (its training step is not "
                             "captured as a graph); use --compile on or off")
 
 
-def check_model(model: torch.nn.Module) -> None:
+def check_model(model: torch.nn.Module, mode: str = "cuda-graphs") -> None:
     """Dice in a pooler computes statistics over the history positions, which would include padding."""
     from dinbench.layers.activations import Dice
 
     if any(isinstance(m, Dice) for p in model.poolers for m in p.modules()):
-        raise DinbenchError("--compile cuda-graphs cannot train Dice in the attention unit (its statistics would see "
+        raise DinbenchError(f"--compile {mode} cannot train Dice in the attention unit (its statistics would see "
                             "padding); use another attention activation, or --compile on")
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from dinbench.batches import BehaviourStore, Rows, SampleSet, joined, length_sorted_indices
 from dinbench.checkpoint import StopFlag
+from dinbench.config import CAPTURED, COMPILED
 from dinbench.errors import DinbenchError
 
 T = TypeVar("T")
@@ -90,11 +91,12 @@ def check_compile(mode: str, device: torch.device) -> None:
     """Refuse, in one line, a ``--compile`` mode this device or this torch cannot run."""
     if mode in ("off", "auto"):  # auto: resolved per run (graph_step.resolve), never refused
         return
-    if mode == "cuda-graphs":  # captured by dinbench.graph_step, not compiled
+    if mode in CAPTURED:  # captured by dinbench.graph_step (and compiled first under on+cuda-graphs)
         if torch.device(device).type != "cuda":
-            raise DinbenchError(f"--compile cuda-graphs needs a CUDA device (this run trains on "
+            raise DinbenchError(f"--compile {mode} needs a CUDA device (this run trains on "
                                 f"{torch.device(device).type}); use --compile on, or --device cuda")
-        return
+        if mode not in COMPILED:
+            return
     from torch import _dynamo
 
     if not _dynamo.is_dynamo_supported():
@@ -102,16 +104,18 @@ def check_compile(mode: str, device: torch.device) -> None:
 
 
 def compile_net(net: nn.Module, mode: str) -> nn.Module:
-    """What trains under ``--compile mode``: ``torch.compile(net)`` under ``on``, else ``net`` itself
-    (``cuda-graphs`` captures the eager step whole: dinbench.graph_step).
+    """What trains under ``--compile mode``: ``torch.compile(net)`` under ``on`` and ``on+cuda-graphs``
+    (whose compiled step dinbench.graph_step then captures), else ``net`` itself (``cuda-graphs``
+    captures the eager step whole).
 
     Only the training forward/backward is compiled; the plain model's weights are the same tensors, so
     selecting, saving and scoring the model (``Learner.model``) see no ``_orig_mod.`` wrapper.
     ``dynamic=True``: a batch's real history positions (N) differ from batch to batch, so sizes are
     symbolic from the first compile (compiling static first and then again dynamic took twice as long:
-    216 s against 107 s for a tiny din run on a loaded 2-core CPU).
+    216 s against 107 s for a tiny din run on a loaded 2-core CPU), and under ``on+cuda-graphs`` one
+    compile serves every captured size.
     """
-    if mode != "on":
+    if mode not in COMPILED:
         return net
     # each run compiles afresh (the on-disk cache still serves a graph seen before): runs of other poolers
     # in one process would otherwise pile recompiles onto CTRModel.forward until dynamo's limit (8)

@@ -33,7 +33,7 @@ from dinbench.batches import (
     Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, joined, make_store,
 )
 from dinbench.checkpoint import RunInterrupted
-from dinbench.config import RunConfig, config_from_record
+from dinbench.config import CAPTURED, RunConfig, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.memory import PeakMemory
 from dinbench.metrics import evaluate
@@ -158,20 +158,19 @@ def sparse_tables(cfg: RunConfig, world: int) -> bool:
     row-sparse optimizer, except under DDP (NCCL has no sparse all-reduce) and, unless
     ``graph_step.SPARSE_TABLES``, in a CUDA graph (which then applies the row rule with a mask over the
     whole table: fixed shapes, but a cost that grows with the catalogue)."""
-    graphs = cfg.compile == "cuda-graphs"
+    graphs = cfg.compile in CAPTURED
     return optimizers.is_row_sparse(cfg.optimizer) and world == 1 and (not graphs or graph_step.SPARSE_TABLES)
 
 
 def make_learner(cfg: RunConfig, prepared: Prepared, data: Splits, device: torch.device, runtime: Runtime) -> Learner:
     check_compile(cfg.compile, device)
     graph_step.check(cfg, device, runtime.world)
-    graphs = cfg.compile == "cuda-graphs"
+    graphs = cfg.compile in CAPTURED
     # draws the initial weights from torch's seeded generator
     model = build_model(cfg, prepared, sparse_tables(cfg, runtime.world)).to(device)
     if graphs:
-        graph_step.check_model(model)
-    # --compile on (and a captured step with graph_step.INDUCTOR): the training step only, same weights
-    net = compile_net(runtime.wrap(model), "on" if graphs and graph_step.INDUCTOR else cfg.compile)
+        graph_step.check_model(model, cfg.compile)
+    net = compile_net(runtime.wrap(model), cfg.compile)  # --compile on(+cuda-graphs): the training step only, same weights
     optimizer = optim.make_optimizer(cfg.optimizer, model, cfg.lr, capturable=graphs)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay)
@@ -260,9 +259,9 @@ class Trainer:
         self.padded = self.learner.model.needs_padded  # else batches skip the [B, L] history columns
         if self.negatives:
             self.data.store.draw_negatives(prepared, cfg.seed)
-        # --compile cuda-graphs: full batches replay one captured step (dinbench.graph_step)
+        # --compile (on+)cuda-graphs: full batches replay one captured step (dinbench.graph_step)
         self.graph = (graph_step.GraphStep(self.static_step, cfg.batch_size, self.device)
-                      if cfg.compile == "cuda-graphs" else None)
+                      if cfg.compile in CAPTURED else None)
 
     def fit(self, resume: dict[str, Any] | None = None) -> Fitted:
         """Train from the start, or from the checkpoint ``resume``; the model at the selected epoch."""

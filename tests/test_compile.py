@@ -78,9 +78,11 @@ def test_cuda_graphs_without_cuda_is_refused_in_one_line(tiny, tmp_path, cli):
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").iterdir())  # no run folder claimed
     invoke, _, results = cli
     for command in ("run", "sweep"):
-        assert_user_error(invoke(command, "--pooler", "average", "--epochs", "1", "--compile", "cuda-graphs"),
-                          "--compile cuda-graphs needs a CUDA device", "--compile on")
-    assert_user_error(invoke("run", "--compile", "graphs"), "unknown --compile 'graphs'", "auto, off, on, cuda-graphs")
+        for mode in ("cuda-graphs", "on+cuda-graphs"):
+            assert_user_error(invoke(command, "--pooler", "average", "--epochs", "1", "--compile", mode),
+                              f"--compile {mode} needs a CUDA device", "--compile on")
+    assert_user_error(invoke("run", "--compile", "graphs"), "unknown --compile 'graphs'",
+                      "auto, off, on, cuda-graphs, on+cuda-graphs")
     assert not list(results.glob("*/record.json"))
 
 
@@ -128,6 +130,10 @@ def test_cuda_graphs_refuses_what_a_graph_cannot_hold_in_one_line(field, value, 
     with pytest.raises(DinbenchError, match="without --distributed"):
         graph_step.check(RunConfig(pooler="din", compile="cuda-graphs"), torch.device("cuda"), world=2)
     graph_step.check(RunConfig(pooler="din", compile="cuda-graphs"), torch.device("cuda"), world=1)  # allowed
+    compiled = RunConfig(pooler="din", compile="on+cuda-graphs")  # the compiled captured step: the same refusals
+    with pytest.raises(DinbenchError, match=f"--compile on\\+cuda-graphs needs .*{fix}"):
+        graph_step.check(compiled.replace(**{field: value}), torch.device("cuda"), world=1)
+    graph_step.check(compiled, torch.device("cuda"), world=1)
 
 
 def test_cuda_graphs_refuses_dice_in_the_attention_unit(tiny):
@@ -172,38 +178,52 @@ def test_the_static_step_trains_like_the_eager_step(tiny, optimizer, sparse, mon
     assert static.learner.model.embeddings.item.weight.grad.is_sparse == sparse
 
 
-def test_a_graph_keeps_sparse_table_gradients_only_when_switched_on(monkeypatch):
-    """Sparse table gradients: under a row-sparse optimizer in one process; in a CUDA graph only with
-    graph_step.SPARSE_TABLES (off until a GPU measures it: the masked update is what ran on the H200)."""
+def test_a_graph_keeps_sparse_table_gradients_unless_switched_off(monkeypatch):
+    """Sparse table gradients: under a row-sparse optimizer in one process; in a CUDA graph too, with
+    graph_step.SPARSE_TABLES (on since a GPU measured it; off, the masked update over whole tables)."""
     from dinbench import graph_step
     from dinbench.train import sparse_tables
 
-    lazy, graphs = RunConfig(optimizer="lazy-adam"), RunConfig(optimizer="lazy-adam", compile="cuda-graphs")
+    lazy = RunConfig(optimizer="lazy-adam")
     assert sparse_tables(lazy, world=1) and not sparse_tables(lazy, world=2)
     assert not sparse_tables(RunConfig(optimizer="adam"), world=1)
-    assert not sparse_tables(graphs, world=1)
-    monkeypatch.setattr(graph_step, "SPARSE_TABLES", True)
-    assert sparse_tables(graphs, world=1) and not sparse_tables(graphs, world=2)
+    assert graph_step.SPARSE_TABLES
+    for mode in ("cuda-graphs", "on+cuda-graphs"):
+        graphs = lazy.replace(compile=mode)
+        assert sparse_tables(graphs, world=1) and not sparse_tables(graphs, world=2)
+        monkeypatch.setattr(graph_step, "SPARSE_TABLES", False)
+        assert not sparse_tables(graphs, world=1)
+        monkeypatch.setattr(graph_step, "SPARSE_TABLES", True)
+
+
+def _captured_by_default() -> list[str]:
+    from dinbench import poolers
+
+    return [s for s in poolers.expand("all") if poolers.REGISTRY[poolers.parse_spec(s)[0]].info.graphs_by_default]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="--compile cuda-graphs needs a CUDA device")
-@pytest.mark.parametrize("variant", ["", "sparse", "inductor"])
-@pytest.mark.parametrize("spec", ["din:softmax", "average"])
+@pytest.mark.parametrize("spec, variant", [(s, "") for s in _captured_by_default()] + [
+    ("din:softmax", "sparse"), ("average", "sparse"), ("din:softmax", "masked"),
+    ("din:softmax", "compiled"), ("average", "compiled")])
 def test_a_cuda_graphs_run_matches_the_eager_run_on_cuda(tiny, tmp_path, monkeypatch, spec, variant):
     """On a GPU: the captured run's metrics equal the eager run's within float tolerance, and its
-    optimizer's step count (kept on the device) counts every step; also with the captured step's
-    variants (graph_step.SPARSE_TABLES, every table sparse; graph_step.INDUCTOR)."""
+    optimizer's step count (kept on the device) counts every step. Every pooler --compile auto
+    captures, and din and average with the captured step's variants: every table sparse inside the
+    graph (graph_step.SPARSE_TABLES, small tables too), the masked update on every table (SPARSE_TABLES
+    off), the compiled step captured (--compile on+cuda-graphs)."""
     from dinbench import graph_step, optimizers
     from dinbench.train import train_run
 
     if variant == "sparse":
-        monkeypatch.setattr(graph_step, "SPARSE_TABLES", True)
         monkeypatch.setattr(optimizers, "SPARSE_MIN_ROWS", 1)
-    monkeypatch.setattr(graph_step, "INDUCTOR", variant == "inductor")
+    monkeypatch.setattr(graph_step, "SPARSE_TABLES", variant != "masked")
     cfg = RunConfig(pooler=spec, epochs=2, batch_size=64, embedding_dim=4, mlp_hidden=(8,), max_len=20,
                     lr=0.01, device="cuda")
-    _, eager = train_run(cfg, tiny, tmp_path / "eager")
-    _, graphs = train_run(cfg.replace(compile="cuda-graphs"), tiny, tmp_path / "graphs")
+    _, eager = train_run(cfg.replace(compile="off"), tiny, tmp_path / "eager")
+    mode = "on+cuda-graphs" if variant == "compiled" else "cuda-graphs"
+    _, graphs = train_run(cfg.replace(compile=mode), tiny, tmp_path / "graphs")
+    assert graphs["config"]["compile"] == mode
     for a, b in zip(eager["epochs"], graphs["epochs"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a, b)
         assert abs(a["valid"]["gauc"] - b["valid"]["gauc"]) < 1e-3, (a, b)
@@ -222,7 +242,7 @@ def test_compile_auto_picks_cuda_graphs_only_where_a_graph_can_hold_the_run():
     assert graph_step.resolve(auto.replace(l2_minibatch=0.1), cuda, world=1).compile == "off"
     dice = RunConfig(pooler="din", pooler_options={"attention_activation": "dice"})
     assert graph_step.resolve(dice, cuda, world=1).compile == "off"
-    for mode in ("off", "on", "cuda-graphs"):  # an explicit mode is kept (and refused or not by check)
+    for mode in ("off", "on", "cuda-graphs", "on+cuda-graphs"):  # an explicit mode is kept (and refused or not by check)
         assert graph_step.resolve(auto.replace(compile=mode), cpu, world=1).compile == mode
 
 
@@ -232,7 +252,9 @@ def test_compile_auto_captures_only_the_poolers_measured_on_a_gpu():
     from dinbench import graph_step, poolers
 
     cuda = torch.device("cuda")
-    measured = {"average", "din:none", "din:softmax"}
+    measured = {"average", "din:none", "din:softmax",  # the H200, 2026-11-30, ninth and eleventh sessions
+                "time-decay", "dot:softmax", "bilinear:softmax", "multihead:softmax", "bst", "sim:soft", "eta", "max"}
+    measured |= {"dot:none", "bilinear:none", "multihead:none", "sim:hard"}  # the same poolers' other forms
     for spec in poolers.expand("all"):
         name = poolers.parse_spec(spec)[0]
         resolved = graph_step.resolve(RunConfig(pooler=spec), cuda, world=1).compile
