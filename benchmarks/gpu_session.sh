@@ -59,7 +59,7 @@ part() {  # part NAME LIMIT_S COMMAND...: run, log, summarise
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } >> "$SUMMARY" 2>&1
 
 DATA=(--dataset amazon-beauty --data-dir datasets)
-part tests-gpu 150 $PY -m pytest -q -p no:cacheprovider tests/test_compile.py -k "on_cuda"
+part tests-gpu 140 $PY -m pytest -q -p no:cacheprovider tests/test_compile.py -k "on_cuda"
 part compiled-rates 90 $PY benchmarks/gpu.py --device "$DEVICE" --no-peer --poolers din,average \
   --batch-sizes 1024,8192 --epochs 1 --min-seconds 2 --compile on+cuda-graphs --data-dir datasets
 part compiled-auc 60 $PY benchmarks/compile.py --device "$DEVICE" --poolers din --modes cuda-graphs,on+cuda-graphs \
@@ -67,7 +67,7 @@ part compiled-auc 60 $PY benchmarks/compile.py --device "$DEVICE" --poolers din 
 part profile-1024 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 1024 --compile cuda-graphs "${DATA[@]}" --rows 25
 part profile-8192 30 $PY benchmarks/profile_train.py --device "$DEVICE" --pooler din --batch-size 8192 --compile cuda-graphs "${DATA[@]}" --rows 25
 part sync-graphs-sparse 35 $PY benchmarks/cuda_sync_check.py --device "$DEVICE" --compile cuda-graphs --sparse
-part catalogue-sparse 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
+part catalogue-sparse 50 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
   --items "$ITEMS" --interleave 10
 part catalogue-masked 60 $PY benchmarks/catalogue.py --device "$DEVICE" --compile cuda-graphs --poolers average,din \
   --items "$ITEMS" --interleave 10 --graph-masked
