@@ -95,11 +95,12 @@ class RunConfig:
         "fp32", "fp32, or bf16 (bfloat16 autocast of the forward pass; changes the numbers, so its runs are "
         "reported apart).", choices=("fp32", "bf16"), legacy="fp32")
     compile: str = _option(
-        "auto", "auto: cuda-graphs for the poolers measured on a GPU (average, din) where it can run (one CUDA "
+        "auto", "auto: cuda-graphs for the poolers measured on a GPU (all but none, last, sum, dien) where it can "
+        "run (one CUDA "
         "process, a fixed lr, no --l2-minibatch, no Dice attention), else off; off: eager; on: torch.compile "
         "the training step's model (fewer kernel launches); "
         "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200); "
-        "on+cuda-graphs: both, the compiled step captured (1.7-1.9x cuda-graphs on an H200 once compiled, "
+        "on+cuda-graphs: both, the compiled step captured (1.6-1.9x cuda-graphs on an H200 once compiled, "
         "about 15 s of compiling per run: for long runs). "
         "Same numbers up to float rounding; the record says which ran.",
         choices=COMPILE_MODES, compared=False, legacy="off")

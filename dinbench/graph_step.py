@@ -62,8 +62,8 @@ def capacity(positions: int, batch_size: int, max_len: int) -> int:
 def resolve(cfg, device: torch.device, world: int):
     """``cfg`` with ``--compile auto`` decided: ``cuda-graphs`` on a CUDA device when the run is one
     the graph can hold (no refusal below would apply) and its pooler's captured runs were measured
-    on a GPU (``About.graphs_by_default``: average and din, benchmarks/gpu.py and
-    benchmarks/compile.py: 2-5x eager on an H200, the same metrics up to float rounding), else
+    on a GPU (``About.graphs_by_default``: every pooler but none, last, sum and dien, benchmarks/gpu.py
+    and benchmarks/compile.py: 2-5x eager on an H200, the same metrics up to float rounding), else
     ``off`` (on a CPU there is nothing to capture; an unmeasured pooler is captured only on request,
     ``--compile cuda-graphs``). Other modes are returned as they are."""
     if cfg.compile != "auto":
@@ -82,7 +82,8 @@ def resolve(cfg, device: torch.device, world: int):
 
 
 def check(cfg, device: torch.device, world: int) -> None:
-    """Refuse, in one line, a run that ``--compile cuda-graphs`` cannot train as it would eagerly."""
+    """Refuse, in one line, a run that a captured mode (``--compile cuda-graphs``, ``on+cuda-graphs``)
+    cannot train as it would eagerly."""
     from dinbench.config import CAPTURED
 
     if cfg.compile not in CAPTURED:
