@@ -39,7 +39,9 @@ class About:
     uses_order: bool = False  # the output depends on the order of the history positions
     cuda_graphs: bool = True  # --compile cuda-graphs can train it (else refused in one line, graph_step.check)
     # --compile auto captures it on a CUDA device: set only once a GPU measured that its captured runs pay
-    # and keep the eager run's metrics (benchmarks/gpu.py, tests/test_compile.py on CUDA; docs/performance.md)
+    # and keep the eager run's metrics (benchmarks/gpu.py, tests/test_compile.py on CUDA; docs/performance.md).
+    # Measured on an H200 (2026-11-30): average and din (ninth session); time-decay, dot, bilinear, multihead,
+    # bst, sim (sim:soft), eta and max (eleventh session: 3.0-5.3x eager at batch 1,024)
     graphs_by_default: bool = False
 
 
@@ -47,9 +49,7 @@ NONE = About("no history: zeros (candidate only; the floor showing what history 
 LAST = About("the most recent behaviour only (no candidate)", uses_order=True)
 SUM = About("masked sum of the history (the paper's BaseModel; no candidate)")
 AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)", graphs_by_default=True)
-MAX = About("element-wise max over the history (no candidate)",
-            graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
-)
+MAX = About("element-wise max over the history (no candidate)", graphs_by_default=True)
 TIME_DECAY = About(
     "recency-weighted mean, weight 2^(-age/half_life) (no candidate)",
     options=(
@@ -60,14 +60,12 @@ TIME_DECAY = About(
         Option("learn_decay", False, "learn the half-life.", bool, search=choice(False, True)),
     ),
     uses_order=True,  # with age by position; age by time is order-free
-    graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
+    graphs_by_default=True,
 )
 DOT = About("scaled dot-product target attention q·k/√D (no parameters)", uses_candidate=True,
-            graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
-)
+            graphs_by_default=True)
 BILINEAR = About("bilinear target attention qᵀWk, W learned (starts near the scaled dot product)", uses_candidate=True,
-                 graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
-)
+                 graphs_by_default=True)
 # the DIN activation unit's options, shared by din and dien (both build it with dinbench.layers.activation_unit)
 ATTENTION_HIDDEN = Option("attention_hidden", (80, 40), "hidden sizes of the activation unit.", tuple,
                           check=sizes_at_least_one, search=choice((40, 20), (80, 40), (200, 80)))
@@ -95,7 +93,7 @@ SIM = About(
     options=(TOP_K, *RETRIEVAL_ATTENTION),
     uses_candidate=True,
     uses_order=True,  # hard keeps the most recent top_k of the category; soft is order-free (up to ties)
-    graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session; sim:soft)
+    graphs_by_default=True,
 )
 ETA = About(
     "ETA: retrieve the top_k behaviours nearest the candidate in Hamming distance of SimHash codes "
@@ -108,14 +106,14 @@ ETA = About(
     ),
     uses_candidate=True,
     uses_order=True,  # equal Hamming distances go to the most recent positions
-    graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
+    graphs_by_default=True,
 )
 MULTIHEAD = About(
     "multi-head target attention (candidate = query, history = keys/values)",
     options=(Option("heads", 4, "number of heads (divides 2 x embedding dim).", int, check=at_least_one,
                     search=choice(1, 2, 4, 8)),),
     uses_candidate=True,
-    graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
+    graphs_by_default=True,
 )
 BST = About(
     "Behavior Sequence Transformer: a transformer encoder over the history and the candidate; "
@@ -131,7 +129,7 @@ BST = About(
     ),
     uses_candidate=True,
     uses_order=True,  # with position 'order'; 'time' and 'none' are order-free
-    graphs_by_default=True,  # captured 3.0-5.3x eager at batch 1,024 on an H200 (2026-11-30, eleventh session)
+    graphs_by_default=True,
 )
 DIEN = About(
     "DIEN: a GRU extracts interest states from the history (auxiliary next-behaviour loss), a GRU steered by "
