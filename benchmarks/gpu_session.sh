@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU check issue 13 still lacks, for the calls of the device tool (a session lent a GPU has 15
-# minutes of device time in all, each start of a machine included, and 10 minutes a command): run from
-# the repository root,
+# The GPU checks of issue 13, for the calls of the device tool (a session lent a GPU has 15 minutes of
+# device time in all, each start of a machine included, and 10 minutes a command): run from the
+# repository root,
 #
-#     OUT=$OUT bash benchmarks/gpu_session.sh                 # every part (about 10 minutes of limits)
+#     OUT=$OUT bash benchmarks/gpu_session.sh                 # every part (about 12 minutes of limits)
 #     OUT=$OUT PARTS="compiled profile" bash benchmarks/gpu_session.sh   # the parts whose names start so
+#
+# Every part together is more than one command may take: split them, e.g. PARTS="tests compiled profile
+# sync catalogue" in one call and PARTS="poolers quick" in the next (most parts end well inside their limits).
 #
 # logs in $OUT (default ./gpu-session). Carried with the working tree (ignored paths): .peer
 # (DeepCTR-Torch, installed where pip works:
