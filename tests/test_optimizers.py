@@ -429,3 +429,21 @@ def test_the_padding_row_stays_zero_when_its_entries_reach_the_row_sums():
     moved = table.detach()
     assert not moved[0].any() and not opt.state[table]["moments"][0].any()
     assert moved[3].abs().min() > 0 and moved[7].abs().min() > 0
+
+
+def test_a_row_is_touched_iff_an_entry_is_not_zero():
+    """optim._nonzero_rows, the touched-row test of every path: ne(0).any(1), NaN, inf and -0.0 included."""
+    from dinbench.optim import _nonzero_rows
+
+    x = torch.randn(50, 8)
+    x[::3] = 0.0
+    x[1] = -0.0
+    # one entry in an otherwise zero row (rows 3, 6, 9): NaN, inf, the smallest subnormal; -0.0 mixed in
+    x[3, 2], x[6, 5], x[9, 0] = float("nan"), float("inf"), -1e-45
+    x[13, :] = torch.tensor([0.0, -0.0] * 4)
+    touched = _nonzero_rows(x)
+    assert touched.dtype == torch.bool and touched.shape == (50,)
+    assert torch.equal(touched, x.ne(0).any(1))
+    assert not touched[0] and not touched[12] and not touched[13]
+    assert touched[3] and touched[6] and touched[9] and touched[2]
+    assert _nonzero_rows(torch.zeros(0, 8)).shape == (0,)
