@@ -112,12 +112,18 @@ class RowSparse(torch.optim.Optimizer):
         state = self._state(table)
         beta1, beta2 = BETAS
         bias_correction1, bias_correction2_sqrt = self._bias_corrections()
+        # [2 x rows, dim]: row r's exp_avg at 2r, its exp_avg_sq at 2r + 1 (the same 2 x dim floats in a row).
+        # Each moment is gathered into a contiguous tensor of its own: arithmetic on a strided half of a
+        # [C, 2, dim] gather ran up to 3.5x slower (sqrt: 0.26 against 0.07 ms for 2,730 rows); the second
+        # gather reads the lines the first just brought in. 7.6 -> 7.0 ms a step at 4 M rows, same values.
+        flat = state["moments"].view(-1, table.shape[1])
         for part, g in _chunks(rows, grad, table):  # [C] rows, [C, dim] their gradients
-            moments = state["moments"].index_select(0, part)  # [C, 2, dim]
-            exp_avg = moments[:, 0].lerp_(g, 1 - beta1)  # [C, dim]
-            exp_avg_sq = moments[:, 1].mul_(beta2).addcmul_(g, g, value=1 - beta2)  # [C, dim]
+            first = part * 2  # [C] each row's exp_avg in flat
+            exp_avg = flat.index_select(0, first).lerp_(g, 1 - beta1)  # [C, dim]
+            exp_avg_sq = flat.index_select(0, first + 1).mul_(beta2).addcmul_(g, g, value=1 - beta2)  # [C, dim]
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-            _write_rows(state["moments"], part, moments)
+            _write_rows(flat, first, exp_avg)
+            _write_rows(flat, first + 1, exp_avg_sq)
             # w + (-lr / bc1) * m / denom, as addcdiv_ rounds it; added in place: one pass over the rows, not
             # a gather and a scatter (3x faster at 4 M rows)
             table.index_add_(0, part, exp_avg.mul(-lr / bias_correction1).div_(denom))
