@@ -115,7 +115,8 @@ class RowSparse(torch.optim.Optimizer):
         # [2 x rows, dim]: row r's exp_avg at 2r, its exp_avg_sq at 2r + 1 (the same 2 x dim floats in a row).
         # Each moment is gathered into a contiguous tensor of its own: arithmetic on a strided half of a
         # [C, 2, dim] gather ran up to 3.5x slower (sqrt: 0.26 against 0.07 ms for 2,730 rows); the second
-        # gather reads the lines the first just brought in. 7.6 -> 7.0 ms a step at 4 M rows, same values.
+        # gather reads the lines the first just brought in. This update of 8,000 rows of a 4 M-row table:
+        # 7.6 -> 7.0 ms, the same values.
         flat = state["moments"].view(-1, table.shape[1])
         for part, g in _chunks(rows, grad, table):  # [C] rows, [C, dim] their gradients
             first = part * 2  # [C] each row's exp_avg in flat
