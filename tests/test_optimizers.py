@@ -431,6 +431,19 @@ def test_the_padding_row_stays_zero_when_its_entries_reach_the_row_sums():
     assert moved[3].abs().min() > 0 and moved[7].abs().min() > 0
 
 
+def test_a_dense_gradient_s_touched_rows_are_its_nonzero_rows():
+    """The dense branch of ``_touched_rows`` (small tables on a CPU, DDP) selects the rows with an entry
+    that is not zero, NaN and inf included, -0.0 not, as every other path does; their gradients as they are."""
+    from dinbench.optim import _touched_rows
+
+    grad = torch.zeros(12, 4)
+    grad[2, 1], grad[5, 3], grad[7, 0], grad[9] = float("nan"), float("inf"), -1e-45, torch.tensor([1.0, -1.0, 0.0, 0.0])
+    grad[4] = -0.0
+    rows, values = _touched_rows(grad)
+    assert rows.tolist() == [2, 5, 7, 9]
+    assert torch.equal(values[1:], grad[[5, 7, 9]]) and values[0].isnan().any()
+
+
 def test_a_row_is_touched_iff_an_entry_is_not_zero():
     """optim._nonzero_rows, the touched-row test of every path: ne(0).any(1), NaN, inf and -0.0 included."""
     from dinbench.optim import _nonzero_rows
