@@ -30,6 +30,12 @@ ARCHITECTURES = ("ranking", "two-tower", "three-tower")  # the report sorts them
 COMPILE_MODES = ("auto", "off", "on", "cuda-graphs", "on+cuda-graphs")
 CAPTURED = ("cuda-graphs", "on+cuda-graphs")  # the modes whose full batches replay a captured step (graph_step)
 COMPILED = ("on", "on+cuda-graphs")  # the modes whose training model is torch.compile'd (runtime.compile_net)
+# --compile auto compiles a measured pooler's training step (About.compiles_on_cpu: average) on a CPU when
+# the run plans at least this many training rows (epochs x training samples). Compiling average costs
+# ~10-20 s on a 2-core CPU with an empty inductor cache (~2 s with a warm one) and then runs 1.3-1.5x the
+# eager step (benchmarks/compile.py, dinbench run; 2026-12-01): it pays back after ~1 M rows with a cold
+# cache. Four times that, so that a run near the line gains rather than loses (docs/defaults.md).
+CPU_COMPILE_MIN_ROWS = 4_000_000
 
 
 def _option(default: Any, help: str, kind: type = str, *, compared: bool = True, legacy: Any = None,
@@ -97,8 +103,11 @@ class RunConfig:
     compile: str = _option(
         "auto", "auto: cuda-graphs for the poolers measured on a GPU (all but none, last, sum, dien) where it can "
         "run (one CUDA "
-        "process, a fixed lr, no --l2-minibatch, no Dice attention), else off; off: eager; on: torch.compile "
-        "the training step's model (fewer kernel launches); "
+        "process, a fixed lr, no --l2-minibatch, no Dice attention); on a CPU, on for average when the "
+        f"run plans at least {CPU_COMPILE_MIN_ROWS / 1e6:g} M training rows (epochs x samples; compiling takes "
+        "10-20 s, then 1.3-1.5x eager) "
+        "and a C++ compiler and Python's headers are there; else off; off: eager; on: torch.compile "
+        "the training step's model (fused kernels, fewer launches); "
         "cuda-graphs: the whole step captured once as a CUDA graph and replayed (2-5x eager on an H200); "
         "on+cuda-graphs: both, the compiled step captured (1.6-1.9x cuda-graphs on an H200 once compiled, "
         "about 15 s of compiling per run: for long runs). "

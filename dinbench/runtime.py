@@ -27,7 +27,7 @@ from torch import nn
 
 from dinbench.batches import BehaviourStore, Rows, SampleSet, joined, length_sorted_indices
 from dinbench.checkpoint import StopFlag
-from dinbench.config import CAPTURED, COMPILED
+from dinbench.config import CAPTURED, COMPILED, CPU_COMPILE_MIN_ROWS
 from dinbench.errors import DinbenchError
 
 T = TypeVar("T")
@@ -101,6 +101,44 @@ def check_compile(mode: str, device: torch.device) -> None:
 
     if not _dynamo.is_dynamo_supported():
         raise DinbenchError(f"--compile {mode}: torch.compile is not supported on this Python/torch; use --compile off")
+
+
+def cpu_compile_mode(cfg: Any, world: int, planned_rows: int) -> str:
+    """``--compile auto`` on a CPU: ``on`` (torch.compile) for a long run of a pooler measured to pay
+    there (``About.compiles_on_cpu``: average; din measured 1.00x end to end, so not din), else ``off``. Long: ``planned_rows`` (epochs x
+    training samples) >= CPU_COMPILE_MIN_ROWS. Never for what was not measured or cannot compile: several
+    processes (--distributed), bf16, Dice in the attention unit (as on a GPU), no C++ compiler for inductor
+    (``$CXX``, else g++; clang++ on macOS) or no Python headers to build against, Windows, or a torch
+    without dynamo. A compiled run has the
+    eager run's metrics up to float rounding (tests/test_compile.py), and the record says it ran compiled."""
+    import shutil
+    import sys
+
+    from dinbench import poolers
+
+    if planned_rows < CPU_COMPILE_MIN_ROWS or world > 1 or cfg.precision != "fp32" or sys.platform == "win32":
+        return "off"
+    if not poolers.REGISTRY[poolers.parse_spec(cfg.pooler)[0]].info.compiles_on_cpu:
+        return "off"
+    if any(v == "dice" for k, v in (cfg.pooler_options or {}).items() if k.startswith("attention")):
+        return "off"
+    if not shutil.which(os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")):
+        return "off"
+    if not _python_headers():  # inductor's CPU kernels are built against Python.h
+        return "off"
+    from torch import _dynamo
+
+    return "on" if _dynamo.is_dynamo_supported() else "off"
+
+
+def _python_headers() -> bool:
+    """Whether this Python's C headers are installed (Python.h; a framework build on macOS keeps them in Headers/)."""
+    import sysconfig
+    from pathlib import Path
+
+    include = Path(sysconfig.get_path("include"))
+    framework = Path(sysconfig.get_path("stdlib")).parent.parent / "Headers"
+    return (include / "Python.h").exists() or (framework / "Python.h").exists()
 
 
 def compile_net(net: nn.Module, mode: str) -> nn.Module:

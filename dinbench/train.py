@@ -33,7 +33,7 @@ from dinbench.batches import (
     Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, joined, make_store,
 )
 from dinbench.checkpoint import RunInterrupted
-from dinbench.config import CAPTURED, RunConfig, config_from_record
+from dinbench.config import CAPTURED, COMPILED, RunConfig, config_from_record
 from dinbench.errors import DinbenchError
 from dinbench.memory import PeakMemory
 from dinbench.metrics import evaluate
@@ -43,7 +43,7 @@ from dinbench.model.regularization import MiniBatchL2, feature_counts
 from dinbench.prepared import Prepared
 from dinbench.records import SCHEMA, environment, new_run_dir, write_record
 from dinbench.runtime import (
-    LocalRuntime, Runtime, autocast, check_compile, compile_net, eval_batch_size, resolve_device,
+    LocalRuntime, Runtime, autocast, check_compile, compile_net, cpu_compile_mode, eval_batch_size, resolve_device,
 )
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): progress_stage's text, batches of that epoch
@@ -234,10 +234,20 @@ class TrainState:
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
-def decided(cfg: RunConfig, device: torch.device, world: int) -> RunConfig:
-    """``cfg`` with what its defaults leave to the device decided: ``--compile auto`` (graph_step.resolve)
-    and an evaluation batch of 0 (runtime.eval_batch_size); a record then says what ran."""
-    cfg = graph_step.resolve(cfg, device, world)
+def planned_rows(cfg: RunConfig, prepared: Prepared) -> int:
+    """The training rows a run plans to take: epochs x its training samples (train, + valid under the paper protocol)."""
+    samples = len(prepared.splits["train"]) + (len(prepared.splits["valid"]) if cfg.protocol == "paper" else 0)
+    return cfg.epochs * samples
+
+
+def decided(cfg: RunConfig, device: torch.device, world: int, prepared: Prepared) -> RunConfig:
+    """``cfg`` with what its defaults leave to the device decided: ``--compile auto`` (on a CPU
+    runtime.cpu_compile_mode, by the run's length; elsewhere graph_step.resolve) and an evaluation batch of
+    0 (runtime.eval_batch_size); a record then says what ran."""
+    if cfg.compile == "auto" and device.type == "cpu":
+        cfg = cfg.replace(compile=cpu_compile_mode(cfg, world, planned_rows(cfg, prepared)))
+    else:
+        cfg = graph_step.resolve(cfg, device, world)
     return cfg.replace(eval_batch_size=eval_batch_size(cfg.eval_batch_size, device))
 
 
@@ -247,7 +257,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
         self.device = resolve_device(cfg.device)
-        cfg = decided(cfg, self.device, runtime.world)
+        cfg = decided(cfg, self.device, runtime.world, prepared)
         self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
         self.checkpoint_dir = checkpoint_dir
         torch.manual_seed(cfg.seed)
@@ -262,6 +272,7 @@ class Trainer:
         # --compile (on+)cuda-graphs: full batches replay one captured step (dinbench.graph_step)
         self.graph = (graph_step.GraphStep(self.static_step, cfg.batch_size, self.device)
                       if cfg.compile in CAPTURED else None)
+        self.compiling = cfg.compile in COMPILED  # until the first step, which compiles: progress says so
 
     def fit(self, resume: dict[str, Any] | None = None) -> Fitted:
         """Train from the start, or from the checkpoint ``resume``; the model at the selected epoch."""
@@ -301,7 +312,10 @@ class Trainer:
                 state.epoch_aux_loss = aux.check(state.epoch) if aux is not None else 0.0
                 state.epoch_seconds += time.perf_counter() - t0
                 self.interrupt(state)
+            if self.compiling and self.progress is not None:  # the process's first step compiles (seconds)
+                self.progress(f"{stage}, compiling the step (torch.compile)", i, len(batches))
             batch_loss, batch_aux = self.step(order[ends[i] - len(batches[i]) : ends[i]])
+            self.compiling = False
             loss.add(batch_loss, len(batches[i]), i + 1)
             if aux is not None:
                 aux.add(batch_aux, len(batches[i]), i + 1)
@@ -604,7 +618,7 @@ def train_run(
     """
     runtime = runtime if runtime is not None else LocalRuntime()
     check_compile(cfg.compile, resolve_device(cfg.device))  # before a run folder is claimed
-    cfg = decided(cfg, resolve_device(cfg.device), runtime.world)  # the record says what ran
+    cfg = decided(cfg, resolve_device(cfg.device), runtime.world, prepared)  # the record says what ran
     started = time.time()
     watch = PeakMemory(resolve_device(cfg.device))
     run_dir, resume, previous_seconds = _open_run(cfg, prepared, results_dir, resume_dir, runtime)

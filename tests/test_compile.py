@@ -270,3 +270,63 @@ def test_a_run_records_the_compile_mode_that_ran(tiny, tmp_path):
     assert cfg.compile == "auto"
     _, record = train_run(cfg, tiny, tmp_path)
     assert record["config"]["compile"] == "off"  # auto, on the CPU
+
+
+def test_compile_auto_compiles_on_a_cpu_only_measured_poolers_in_long_runs(monkeypatch):
+    """On a CPU, auto = on for the poolers measured to pay there (About.compiles_on_cpu: average) when
+    the run plans at least CPU_COMPILE_MIN_ROWS training rows; off for shorter runs, other poolers, several
+    processes, bf16, Dice attention and a machine without a C++ compiler or Python's headers."""
+    import shutil
+
+    from dinbench import poolers, runtime
+    from dinbench.config import CPU_COMPILE_MIN_ROWS
+    from dinbench.runtime import cpu_compile_mode
+
+    long_run, short_run = CPU_COMPILE_MIN_ROWS, CPU_COMPILE_MIN_ROWS - 1
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # a compiler, whatever this machine has
+    monkeypatch.setattr(runtime, "_python_headers", lambda: True)  # and Python's headers
+    for spec in poolers.expand("all"):
+        want = "on" if spec == "average" else "off"
+        assert cpu_compile_mode(RunConfig(pooler=spec), 1, long_run) == want, spec
+        assert cpu_compile_mode(RunConfig(pooler=spec), 1, short_run) == "off", spec
+    average = RunConfig(pooler="average")
+    assert cpu_compile_mode(average, 2, long_run) == "off"  # --distributed
+    assert cpu_compile_mode(average.replace(precision="bf16"), 1, long_run) == "off"
+    import dataclasses  # Dice attention: a pooler with an activation unit, declared as measured for the test
+
+    din = poolers.REGISTRY["din"]
+    monkeypatch.setitem(poolers.REGISTRY, "din", dataclasses.replace(din, about=dataclasses.replace(din.info, compiles_on_cpu=True)))
+    assert cpu_compile_mode(RunConfig(pooler="din"), 1, long_run) == "on"
+    assert cpu_compile_mode(RunConfig(pooler="din", pooler_options={"attention_activation": "dice"}), 1, long_run) == "off"
+    monkeypatch.setattr(runtime, "_python_headers", lambda: False)  # no Python.h to build kernels against
+    assert cpu_compile_mode(average, 1, long_run) == "off"
+    monkeypatch.setattr(runtime, "_python_headers", lambda: True)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no C++ compiler: inductor could not build a kernel
+    assert cpu_compile_mode(average, 1, long_run) == "off"
+
+
+def test_a_long_cpu_run_records_that_it_ran_compiled(tiny, tmp_path, monkeypatch):
+    """The planned rows are epochs x training samples (train + valid under the paper protocol); a run over
+    the threshold compiles its training model (compile_net asked for 'on', its record says 'on') and its
+    progress says so before the first step; under the threshold it stays eager. torch.compile itself is
+    stubbed here (the compiled run's numbers are tested above)."""
+    import shutil
+
+    from dinbench import config, runtime, train
+
+    cfg = RunConfig(pooler="average", epochs=2, batch_size=256, embedding_dim=4, mlp_hidden=(8,), max_len=20)
+    samples = len(tiny.splits["train"])
+    assert train.planned_rows(cfg, tiny) == 2 * samples
+    assert train.planned_rows(cfg.replace(protocol="paper"), tiny) == 2 * (samples + len(tiny.splits["valid"]))
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(runtime, "_python_headers", lambda: True)
+    monkeypatch.setattr(config, "CPU_COMPILE_MIN_ROWS", 2 * samples)
+    monkeypatch.setattr(runtime, "CPU_COMPILE_MIN_ROWS", 2 * samples)
+    asked: list[str] = []
+    monkeypatch.setattr(train, "compile_net", lambda net, mode: asked.append(mode) or net)
+    stages: list[str] = []
+    _, record = train.train_run(cfg, tiny, tmp_path / "long", progress=lambda stage, done, total: stages.append(stage))
+    assert record["config"]["compile"] == "on" and "on" in asked
+    assert "compiling" in stages[0] and not any("compiling" in s for s in stages[1:])
+    _, record = train.train_run(cfg.replace(epochs=1), tiny, tmp_path / "short")
+    assert record["config"]["compile"] == "off"

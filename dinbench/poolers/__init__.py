@@ -52,7 +52,8 @@ class Entry:
             return self.about
         c = self.target
         return About(c.description, tuple(c.options), bool(c.uses_candidate), bool(c.uses_order),
-                     bool(getattr(c, "cuda_graphs", True)), bool(getattr(c, "graphs_by_default", False)))
+                     bool(getattr(c, "cuda_graphs", True)), bool(getattr(c, "graphs_by_default", False)),
+                     bool(getattr(c, "compiles_on_cpu", False)))
 
 
 REGISTRY: dict[str, Entry] = {

@@ -43,12 +43,19 @@ class About:
     # Measured on an H200 (2026-11-30): average and din (ninth session); time-decay, dot, bilinear, multihead,
     # bst, sim (sim:soft), eta and max (eleventh session: 3.0-5.3x eager at batch 1,024)
     graphs_by_default: bool = False
+    # --compile auto compiles it (torch.compile) on a CPU for a long run (runtime.cpu_compile_mode): set only once
+    # benchmarks/compile.py measured on a CPU that the compiled steps pay for the compile and keep the eager
+    # run's metrics (docs/defaults.md). Measured (2026-12-01, 2-core AMD EPYC, 1 thread): average 1.3-1.5x
+    # once compiled, 1.17x end to end over 5 M rows; din 1.04-1.23x once compiled by dataset and 1.00x end to
+    # end over 5 M rows, so din stays eager
+    compiles_on_cpu: bool = False
 
 
 NONE = About("no history: zeros (candidate only; the floor showing what history is worth)")
 LAST = About("the most recent behaviour only (no candidate)", uses_order=True)
 SUM = About("masked sum of the history (the paper's BaseModel; no candidate)")
-AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)", graphs_by_default=True)
+AVERAGE = About("masked mean of the history (no candidate; fits ranking and two-tower)", graphs_by_default=True,
+                compiles_on_cpu=True)
 MAX = About("element-wise max over the history (no candidate)", graphs_by_default=True)
 TIME_DECAY = About(
     "recency-weighted mean, weight 2^(-age/half_life) (no candidate)",
