@@ -66,6 +66,16 @@ class Diverged(Exception):
         self.epoch, self.step, self.value = epoch, step, value
 
 
+class CompileFailed(Exception):
+    """torch.compile could not build the training step (at the run's first step): its first line as the message."""
+
+
+def _from_torch_compile(exc: BaseException) -> bool:
+    """Whether an exception comes from torch.compile's machinery (dynamo or inductor: a missing or broken C++
+    toolchain, an unsupported operation), not from the model's own arithmetic."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
 class EpochLoss:
     """An epoch's summed loss (batch loss x rows) kept on the device, and the first step whose loss was
     not finite: ``add`` queues a few device ops and never waits for the device; ``check`` reads both
@@ -314,7 +324,12 @@ class Trainer:
                 self.interrupt(state)
             if self.compiling and self.progress is not None:  # the process's first step compiles (seconds)
                 self.progress(f"{stage}, compiling the step (torch.compile)", i, len(batches))
-            batch_loss, batch_aux = self.step(order[ends[i] - len(batches[i]) : ends[i]])
+            try:
+                batch_loss, batch_aux = self.step(order[ends[i] - len(batches[i]) : ends[i]])
+            except Exception as exc:
+                if self.compiling and _from_torch_compile(exc):
+                    raise CompileFailed(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__) from exc
+                raise
             self.compiling = False
             loss.add(batch_loss, len(batches[i]), i + 1)
             if aux is not None:
@@ -540,6 +555,14 @@ def _fit_marking_the_record(cfg: RunConfig, prepared: Prepared, run_dir: Path, h
         write_record(run_dir, {**head, "status": "failed", "reason": str(exc), "wall_seconds": elapsed(), **environment()})
         raise DinbenchError(
             f"{cfg.pooler} seed {cfg.seed}: {exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5. "
+            f"Record marked failed: {run_dir / 'record.json'}"
+        ) from None
+    except CompileFailed as exc:
+        write_record(run_dir, {**head, "status": "failed", "reason": f"torch.compile: {exc}", "wall_seconds": elapsed(),
+                               **environment()})
+        raise DinbenchError(
+            f"{cfg.pooler} seed {cfg.seed}: torch.compile could not build the training step ({exc}); rerun with "
+            f"--compile off to train eagerly, or give inductor a working C++ compiler and Python's headers. "
             f"Record marked failed: {run_dir / 'record.json'}"
         ) from None
     except RunInterrupted as exc:

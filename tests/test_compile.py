@@ -330,3 +330,42 @@ def test_a_long_cpu_run_records_that_it_ran_compiled(tiny, tmp_path, monkeypatch
     assert "compiling" in stages[0] and not any("compiling" in s for s in stages[1:])
     _, record = train.train_run(cfg.replace(epochs=1), tiny, tmp_path / "short")
     assert record["config"]["compile"] == "off"
+
+
+def test_a_step_that_torch_compile_cannot_build_is_one_line_and_a_failed_record(tiny, tmp_path, monkeypatch):
+    """A compile error at the first step (here inductor's 'no working C++ compiler', raised by a stub of the
+    compiled model) stops the run with one line that says what to do, and the record is marked failed; an
+    error of another kind is not dressed up as a compile error."""
+    import json
+
+    from torch import nn
+
+    from dinbench import train
+    from dinbench.errors import DinbenchError
+
+    class FakeInductorError(RuntimeError):
+        pass
+
+    FakeInductorError.__module__ = "torch._inductor.exc"  # where torch.compile's errors come from
+
+    class Broken(nn.Module):
+        def __init__(self, error: Exception) -> None:
+            super().__init__()
+            self.error = error
+
+        def forward(self, batch):
+            raise self.error
+
+    cfg = RunConfig(pooler="average", epochs=1, batch_size=256, embedding_dim=4, mlp_hidden=(8,), max_len=20, compile="on")
+    error = FakeInductorError("InvalidCxxCompiler: No working C++ compiler found\nthe internal stack trace")
+    monkeypatch.setattr(train, "compile_net", lambda net, mode: Broken(error))
+    with pytest.raises(DinbenchError, match=r"average seed 0: torch.compile could not build the training step "
+                                            r"\(InvalidCxxCompiler: No working C\+\+ compiler found\); rerun with "
+                                            r"--compile off") as raised:
+        train.train_run(cfg, tiny, tmp_path / "broken")
+    assert "\n" not in str(raised.value)
+    (record,) = (tmp_path / "broken").glob("*/record.json")
+    assert json.loads(record.read_text())["status"] == "failed"
+    monkeypatch.setattr(train, "compile_net", lambda net, mode: Broken(ValueError("the model's own bug")))
+    with pytest.raises(ValueError, match="the model's own bug"):
+        train.train_run(cfg, tiny, tmp_path / "other")
