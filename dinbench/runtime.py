@@ -104,13 +104,13 @@ def check_compile(mode: str, device: torch.device) -> None:
 
 
 def cpu_compile_mode(cfg: Any, world: int, planned_rows: int) -> str:
-    """``--compile auto`` on a CPU: ``on`` (torch.compile) for a long run of a pooler measured to pay
-    there (``About.compiles_on_cpu``: average; din measured 1.00x end to end, so not din), else ``off``. Long: ``planned_rows`` (epochs x
-    training samples) >= CPU_COMPILE_MIN_ROWS. Never for what was not measured or cannot compile: several
-    processes (--distributed), bf16, Dice in the attention unit (as on a GPU), no C++ compiler for inductor
-    (``$CXX``, else g++; clang++ on macOS) or no Python headers to build against, Windows, or a torch
-    without dynamo. A compiled run has the
-    eager run's metrics up to float rounding (tests/test_compile.py), and the record says it ran compiled."""
+    """``--compile auto`` on a CPU: ``on`` (torch.compile) for a long run of a pooler measured to pay there
+    (``About.compiles_on_cpu``: average; din measured 1.00x end to end, so not din), else ``off``. Long:
+    ``planned_rows`` (epochs x training samples) >= CPU_COMPILE_MIN_ROWS. Never for what was not measured
+    or cannot compile: several processes (--distributed), bf16, Dice in the attention unit (as on a GPU),
+    no C++ compiler for inductor (``$CXX``, else g++; clang++ on macOS) or no Python headers to build
+    against, Windows, or a torch without dynamo. A compiled run has the eager run's metrics up to float
+    rounding (tests/test_compile.py), and the record says it ran compiled."""
     import shutil
     import sys
 

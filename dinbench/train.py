@@ -67,7 +67,13 @@ class Diverged(Exception):
 
 
 class CompileFailed(Exception):
-    """torch.compile could not build the training step (at the run's first step): its first line as the message."""
+    """torch.compile could not build the training step (at the run's first step)."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> "CompileFailed":
+        """The error's first line (at most 300 characters; its type's name if it has no text) as the message."""
+        text = str(exc).strip()
+        return cls(text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
 def _from_torch_compile(exc: BaseException) -> bool:
@@ -328,7 +334,7 @@ class Trainer:
                 batch_loss, batch_aux = self.step(order[ends[i] - len(batches[i]) : ends[i]])
             except Exception as exc:
                 if self.compiling and _from_torch_compile(exc):
-                    raise CompileFailed(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__) from exc
+                    raise CompileFailed.of(exc) from exc
                 raise
             self.compiling = False
             loss.add(batch_loss, len(batches[i]), i + 1)
