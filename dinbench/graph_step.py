@@ -77,8 +77,7 @@ def resolve(cfg, device: torch.device, world: int):
         check(graphs, device, world)
     except DinbenchError:
         return cfg.replace(compile="off")
-    dice = any(v == "dice" for k, v in (cfg.pooler_options or {}).items() if k.startswith("attention"))
-    return cfg.replace(compile="off") if dice else graphs
+    return cfg.replace(compile="off") if poolers.dice_attention(cfg.pooler_options) else graphs
 
 
 def check(cfg, device: torch.device, world: int) -> None:

@@ -120,7 +120,7 @@ def cpu_compile_mode(cfg: Any, world: int, planned_rows: int) -> str:
         return "off"
     if not poolers.REGISTRY[poolers.parse_spec(cfg.pooler)[0]].info.compiles_on_cpu:
         return "off"
-    if any(v == "dice" for k, v in (cfg.pooler_options or {}).items() if k.startswith("attention")):
+    if poolers.dice_attention(cfg.pooler_options):
         return "off"
     if not shutil.which(os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")):
         return "off"

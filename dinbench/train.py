@@ -552,25 +552,23 @@ def _open_run(cfg: RunConfig, prepared: Prepared, results_dir: Path, resume_dir:
 def _fit_marking_the_record(cfg: RunConfig, prepared: Prepared, run_dir: Path, head: dict[str, Any],
                             elapsed: Callable[[], float], progress: Progress | None, stop: Callable[[], bool] | None,
                             resume: dict[str, Any] | None, runtime: Runtime) -> Fitted:
-    """``fit``, with the record marked ``failed`` when the loss diverges and ``interrupted`` on a stop."""
+    """``fit``, with the record marked ``failed`` when the loss diverges or the step cannot be compiled, and
+    ``interrupted`` on a stop."""
+
+    def failed(reason: str, advice: str) -> DinbenchError:  # the record marked failed; the one line to show
+        write_record(run_dir, {**head, "status": "failed", "reason": reason, "wall_seconds": elapsed(), **environment()})
+        return DinbenchError(f"{cfg.pooler} seed {cfg.seed}: {advice}. Record marked failed: {run_dir / 'record.json'}")
+
     try:
         with runtime.signals() as flag:
             return fit(cfg, prepared, progress, stop=lambda: bool(flag) or bool(stop and stop()),
                        checkpoint_dir=run_dir, resume=resume, runtime=runtime)
     except Diverged as exc:
-        write_record(run_dir, {**head, "status": "failed", "reason": str(exc), "wall_seconds": elapsed(), **environment()})
-        raise DinbenchError(
-            f"{cfg.pooler} seed {cfg.seed}: {exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5. "
-            f"Record marked failed: {run_dir / 'record.json'}"
-        ) from None
+        raise failed(str(exc), f"{exc}; try a lower --lr (now {cfg.lr}) or --grad-clip 5") from None
     except CompileFailed as exc:
-        write_record(run_dir, {**head, "status": "failed", "reason": f"torch.compile: {exc}", "wall_seconds": elapsed(),
-                               **environment()})
-        raise DinbenchError(
-            f"{cfg.pooler} seed {cfg.seed}: torch.compile could not build the training step ({exc}); rerun with "
-            f"--compile off to train eagerly, or give inductor a working C++ compiler and Python's headers. "
-            f"Record marked failed: {run_dir / 'record.json'}"
-        ) from None
+        raise failed(f"torch.compile: {exc}", f"torch.compile could not build the training step ({exc}); rerun "
+                     "with --compile off to train eagerly, or give inductor a working C++ compiler and Python's "
+                     "headers") from None
     except RunInterrupted as exc:
         reason = f"{flag.name if flag else 'stop requested'}: {exc}"
         write_record(run_dir, {**head, "status": "interrupted", "reason": reason, "wall_seconds": elapsed(),

@@ -122,6 +122,12 @@ def uses_candidate(spec: str) -> bool:
     return REGISTRY[parse_spec(spec)[0]].info.uses_candidate
 
 
+def dice_attention(opts: dict[str, Any] | None) -> bool:
+    """Whether a run's pooler options give the activation unit Dice (batch statistics over the real
+    positions): what neither a captured step nor an automatic compile was measured with."""
+    return any(v == "dice" for k, v in (opts or {}).items() if k.startswith("attention"))
+
+
 def options(name: str) -> tuple[Option, ...]:
     """The options pooler ``name`` declares (besides its variant)."""
     return tuple(REGISTRY[name].info.options)
