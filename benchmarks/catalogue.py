@@ -21,7 +21,10 @@ least 0.85 at 2 M and 4 M items).
 steps each on the same batch rows, over one epoch; the ratio is the median over those rounds of
 each size's rate to the smallest size's in the same round. Slow phases of a shared machine then
 fall on every size alike (whole-epoch rates of one size moved by 20-30 % between neighbouring
-processes here), at the price of one process's memory for all sizes (no peak RSS per size).
+processes here), at the price of one process's memory for all sizes (no peak RSS per size). Each
+size's line also gives the item-table rows a step updates (the distinct items of a batch, median over
+its first 20 batches): the larger catalogue repeats fewer items within a batch, so it has more rows
+to update as well as rows that no cache holds (docs/performance.md, thirteenth session).
 
 A dense optimizer (``--optimizer adam``) updates every row of the
 table at every step, so its rate falls with N; a sparse one updates only the rows a batch touched.
@@ -134,12 +137,13 @@ def interleaved(args, sizes: list[int], poolers: list[str], overrides: dict) -> 
         r = worker(__file__, "interleaved", job)
         seconds = {int(n): v for n, v in r["seconds"].items()}  # size -> [round] seconds (same rows in a round)
         rows = r["rows_per_round"]
+        distinct = {int(n): v for n, v in r["distinct_rows"].items()}
         cells = []
         for n in sizes:
             each = sorted(b / a for a, b in zip(seconds[n], seconds[sizes[0]]))  # rate(n) / rate(smallest)
             ratio = statistics.median(each)
             rate = statistics.median(rows / t for t in seconds[n])
-            cells.append(f"{rate:,.0f} ({ratio:.2f}x)")
+            cells.append(f"{rate:,.0f} ({ratio:.2f}x; {distinct[n]:,.0f} item rows a step)")
             if n >= 2_000_000:
                 verdicts.append(f"  {pooler} at {n:,}: {ratio:.3f} [{each[0]:.2f}-{each[-1]:.2f}] "
                                 f"({'met' if ratio >= TARGET_RATIO else 'missed'})")
@@ -171,6 +175,7 @@ def work_interleaved(job: dict) -> dict:
         trainers[n].learner.net.train()
     first = trainers[job["sizes"][0]]
     batches = [b for b in first.batches(TrainState()) if len(b) == job["batch_size"]]  # the same rows at every size
+    distinct = {n: distinct_item_rows(trainers[n], batches[:DISTINCT_BATCHES]) for n in job["sizes"]}  # not timed
     k, sizes = job["block"], list(job["sizes"])
     seconds: dict[int, list[float]] = {n: [] for n in sizes}
     for r in range(len(batches) // k):
@@ -181,7 +186,25 @@ def work_interleaved(job: dict) -> dict:
                 trainers[n].step(trainers[n].data.store.rows(b))[0].item()  # host and device indices, as the loop
             if r > 0:
                 seconds[n].append(time.perf_counter() - t0)
-    return dict(seconds=seconds, rows_per_round=k * job["batch_size"])
+    return dict(seconds=seconds, rows_per_round=k * job["batch_size"], distinct_rows=distinct)
+
+
+DISTINCT_BATCHES = 20
+
+
+def distinct_item_rows(trainer, batches: list) -> float:
+    """Median over ``batches`` of the item-table rows a step updates (the distinct items a batch looks up,
+    candidates and histories): a larger catalogue repeats fewer items within a batch, so the row-sparse
+    optimizer has more rows to update, whatever the memory they sit in."""
+    import numpy as np
+    import torch
+
+    store, train = trainer.data.store, trainer.data.train
+    counts = []
+    for b in batches:
+        batch = store.batch(train, store.rows(b), padded=False)
+        counts.append(len(np.unique(torch.cat([batch.item, batch.packed_item]).cpu().numpy())))
+    return float(statistics.median(counts))
 
 
 def graph_masked(job: dict) -> None:
