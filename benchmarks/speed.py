@@ -89,7 +89,8 @@ def main() -> None:
     print(f"dinbench speed benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, "
           f"torch threads {threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"amazon-beauty from {args.data_dir}; embedding {SIZES['embedding_dim']} per field, max length "
-          f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs\n")
+          f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs")
+    print(allocator_line() + "\n")
 
     peak = child("peak", job)
     runs = [compare({**job, "seed": seed}, args) for seed in range(args.seeds)]  # [(ours, peer or None)]
@@ -141,6 +142,16 @@ def main() -> None:
         print(f"(peak RSS of the sweep process {sweep['peak_rss_mb']:,.0f} MB)")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def allocator_line() -> str:
+    """Which C allocator settings each side trains under (dinbench.allocator)."""
+    from dinbench import allocator
+
+    if allocator.user_tuned(os.environ):
+        return "C allocator: your malloc settings (GLIBC_TUNABLES / MALLOC_* / LD_PRELOAD), the same for both"
+    return ("C allocator: dinbench keeps the memory a step frees for the next (dinbench.allocator, as every dinbench "
+            "training process does); DeepCTR-Torch trains under glibc's defaults, as it runs for its users")
 
 
 def seeds_summary(runs: list[tuple[dict, dict]]) -> str:
@@ -287,10 +298,12 @@ class _DinbenchTraining:
         import torch
         from torch import nn
 
+        from dinbench import allocator
         from dinbench.config import RunConfig
         from dinbench.model.build import build_model
         from dinbench.optim import make_optimizer
 
+        allocator.keep_freed_memory()  # as dinbench.train.Trainer does
         self.cfg = RunConfig(dataset="amazon-beauty", pooler=spec, seed=seed, embedding_dim=job["embedding_dim"],
                              max_len=job["max_len"], batch_size=job["batch_size"], lr=job["lr"])
         torch.manual_seed(seed)

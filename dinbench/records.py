@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dinbench import allocator
 from dinbench.atomic import write_json_atomic
 
 RECORD = "record.json"
@@ -108,6 +109,7 @@ def environment() -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cpu_count": os.cpu_count(),
         "torch_threads": _torch_threads(),
+        "allocator": allocator.state(),  # whether freed memory was kept for the next step (dinbench.allocator)
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dinbench import checkpoint, graph_step, optim, optimizers
+from dinbench import allocator, checkpoint, graph_step, optim, optimizers
 from dinbench.atomic import write_atomic
 from dinbench.batches import (
     Batch, BehaviourStore, Rows, SampleSet, batch_indices, bucketed_batch_indices, joined, make_store,
@@ -273,6 +273,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
         self.device = resolve_device(cfg.device)
+        allocator.keep_freed_memory()  # each step reuses the memory the last one freed (no page faults)
         cfg = decided(cfg, self.device, runtime.world, prepared)
         self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
         self.checkpoint_dir = checkpoint_dir
