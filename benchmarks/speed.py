@@ -1,7 +1,7 @@
 """Speed benchmark: dinbench `din` against DeepCTR-Torch's `DIN` on the same amazon-beauty samples.
 
     python benchmarks/speed.py [--data-dir DIR] [--threads N] [--epochs 2] [--no-peer] [--poolers LIST]
-                               [--interleave 8] [--seeds 1]
+                               [--interleave 8] [--seeds 1] [--peer-malloc same]
 
 One run prints, for dinbench `din` (default variant `din:none`) and DeepCTR-Torch `DIN` trained on
 the same prepared samples with the same sizes (embedding 32 per field, max length 50, batch 1,024,
@@ -23,6 +23,11 @@ DeepCTR then runs its ``fit`` once per turn (one epoch over that turn's rows, ta
 one ``fit`` would have drawn: the same batches in the same order, hence the same test metrics); each
 ``fit`` converts its turn's inputs to one tensor, which one ``fit`` does once for all epochs (a few
 tenths of a second in ~3 minutes). Picking the turn's rows out of the inputs is not timed.
+
+``--peer-malloc same`` (the default): DeepCTR-Torch's process keeps the memory a step frees for the next,
+as every dinbench training process does (dinbench.allocator, glibc's mmap and trim thresholds), so the
+ratio compares the two models rather than their allocator settings (the peer gains from them as well);
+``default`` leaves the peer at glibc's own behaviour, as it runs for its users.
 
 Setup it does by itself:
 - amazon-beauty is imported from ``--interactions`` (default: ../shared/data/amazon-beauty/
@@ -69,6 +74,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--poolers", default="all", help="pooler sweep: 'all' (every pooler, default variant) or a comma list; '' skips it")
     ap.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
+    ap.add_argument("--peer-malloc", choices=("same", "default"), default="same",
+                    help="same (default): DeepCTR-Torch's process keeps freed memory as dinbench's does "
+                         "(dinbench.allocator), so the ratio compares the models; default: glibc's own behaviour, "
+                         "as DeepCTR-Torch runs for its users")
     ap.add_argument("--seeds", type=int, default=1,
                     help="repeat the comparison with seeds 0..N-1 (both models' initialisation and batch order) and "
                          "print each seed's figures and the mean and spread of the AUC difference")
@@ -84,13 +93,13 @@ def main() -> None:
 
     threads = args.threads or default_threads()
     ensure_dataset(args.data_dir, args.interactions)
-    job = dict(data_dir=str(args.data_dir), threads=threads, epochs=args.epochs, **SIZES)
+    job = dict(data_dir=str(args.data_dir), threads=threads, epochs=args.epochs, peer_malloc=args.peer_malloc, **SIZES)
     load = os.getloadavg()
     print(f"dinbench speed benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, "
           f"torch threads {threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"amazon-beauty from {args.data_dir}; embedding {SIZES['embedding_dim']} per field, max length "
           f"{SIZES['max_len']}, batch {SIZES['batch_size']:,}, Adam lr {SIZES['lr']:g}, {args.epochs} epochs")
-    print(allocator_line() + "\n")
+    print(allocator_line(args.peer_malloc) + "\n")
 
     peak = child("peak", job)
     runs = [compare({**job, "seed": seed}, args) for seed in range(args.seeds)]  # [(ours, peer or None)]
@@ -144,14 +153,17 @@ def main() -> None:
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
-def allocator_line() -> str:
-    """Which C allocator settings each side trains under (dinbench.allocator)."""
+def allocator_line(peer_malloc: str) -> str:
+    """Which C allocator settings each side trains under (dinbench.allocator, ``--peer-malloc``)."""
     from dinbench import allocator
 
     if allocator.user_tuned(os.environ):
         return "C allocator: your malloc settings (GLIBC_TUNABLES / MALLOC_* / LD_PRELOAD), the same for both"
-    return ("C allocator: dinbench keeps the memory a step frees for the next (dinbench.allocator, as every dinbench "
-            "training process does); DeepCTR-Torch trains under glibc's defaults, as it runs for its users")
+    if peer_malloc == "same":
+        return ("C allocator: both processes keep the memory a step frees for the next (dinbench.allocator, as every "
+                "dinbench training process does; --peer-malloc default leaves DeepCTR-Torch's at glibc's defaults)")
+    return ("C allocator: dinbench keeps the memory a step frees for the next (dinbench.allocator); DeepCTR-Torch "
+            "trains under glibc's defaults, as it runs for its users (--peer-malloc default)")
 
 
 def seeds_summary(runs: list[tuple[dict, dict]]) -> str:
@@ -521,6 +533,10 @@ def _peer(job: dict) -> tuple:
     from dinbench.metrics import evaluate
 
     prepared, store, train, test = _setup(job)
+    if job.get("peer_malloc", "same") == "same":  # the allocator settings dinbench's process trains under
+        from dinbench import allocator
+
+        allocator.keep_freed_memory()
     seed = job.get("seed", 0)
     torch.manual_seed(seed)
     L, e = job["max_len"], job["embedding_dim"]
