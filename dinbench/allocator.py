@@ -13,11 +13,15 @@ so every step reuses the blocks the step before it freed, still warm in the cach
 a step). Measured: docs/performance.md.
 
     allocator.keep_freed_memory()   # once per process, before training (dinbench.train.Trainer does)
+    allocator.release_free_memory() # at a run's start (dinbench.memory.PeakMemory): free heap back to the OS
     allocator.state()               # what the record says: "kept", "user" or "default"
 
 The numbers a run computes are the same either way: torch aligns every CPU tensor to 64 bytes
 whoever hands out the memory. What changes is the process's resident memory after a peak, which
-stays with the process (a training process reuses it; none of it is lost).
+stays with the process (a training process reuses it; none of it is lost) until
+``release_free_memory``: each run calls it as it starts, so that a run's peak resident memory in its
+record is its own and not the free heap an earlier run in the same process left (``dinbench run
+--pooler a,b``, a sweep worker).
 
 Linux with glibc only (``mallopt``); elsewhere, and when the user tunes malloc (``GLIBC_TUNABLES``
 with a ``glibc.malloc.`` setting, a ``MALLOC_*_`` variable, or another allocator in ``LD_PRELOAD``),
@@ -73,6 +77,15 @@ def keep_freed_memory(libc: Any | None = None, environ: dict[str, str] | os._Env
     if libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
         _state = "kept"
     return _state
+
+
+def release_free_memory(libc: Any | None = None) -> bool:
+    """Give the heap's free memory back to the OS (glibc's ``malloc_trim(0)``) where dinbench keeps it
+    (``state() == "kept"``); True if any was given back. Elsewhere glibc (or the user's settings) trims by itself."""
+    if _state != "kept":
+        return False
+    libc = libc if libc is not None else _libc()
+    return libc is not None and libc.malloc_trim(0) == 1
 
 
 def state() -> str:

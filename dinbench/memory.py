@@ -10,7 +10,8 @@ reset it (writing ``5`` to /proc/self/clear_refs), so a run that shares its proc
 Where that reset is not allowed (another OS, a locked-down /proc) the figure is the process's peak
 since it started (``resource.getrusage``), ``host_scope`` ``"process"``, and may belong to an earlier
 run. The figure includes the prepared data the process already holds, the same for every pooler of a
-dataset. Device: CUDA's peak of allocated tensor memory since the run started
+dataset (not the free heap an earlier run in the process kept: dinbench.allocator.release_free_memory at
+the start). Device: CUDA's peak of allocated tensor memory since the run started
 (``torch.cuda.max_memory_allocated``); None on CPU. Under DDP these are rank 0's.
 """
 
@@ -21,6 +22,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from dinbench import allocator
 
 STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -56,6 +59,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device | str) -> None:
         self.device = torch.device(device)
+        allocator.release_free_memory()  # free heap an earlier run in this process kept is not this run's
         self.host_scope = "run" if _reset_host_peak() else "process"
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)

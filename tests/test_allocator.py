@@ -20,11 +20,15 @@ GLIBC = allocator._libc() is not None
 
 class FakeLibc:
     def __init__(self, answer: int = 1) -> None:
-        self.calls: list[tuple[int, int]] = []
+        self.calls: list[tuple] = []
         self.answer = answer
 
     def mallopt(self, param: int, value: int) -> int:
         self.calls.append((param, value))
+        return self.answer
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("trim", pad))
         return self.answer
 
 
@@ -68,12 +72,31 @@ def test_refused_or_unavailable_leaves_the_default(fresh, monkeypatch):
     assert allocator.keep_freed_memory(environ={}) == "default" == allocator.state()
 
 
+def test_free_memory_is_released_only_where_dinbench_keeps_it(fresh):
+    libc = FakeLibc()
+    assert not allocator.release_free_memory(libc)  # glibc (or the user's settings) trims by itself
+    assert libc.calls == []
+    allocator.keep_freed_memory(libc, environ={})
+    assert allocator.release_free_memory(libc)
+    assert libc.calls[-1] == ("trim", 0)
+
+
+def test_a_runs_peak_memory_starts_by_releasing_free_memory(monkeypatch):
+    from dinbench.memory import PeakMemory
+
+    calls = []
+    monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1))
+    PeakMemory("cpu")
+    assert calls == [1]
+
+
 @pytest.mark.skipif(not GLIBC, reason="needs glibc (mallopt)")
-@pytest.mark.parametrize("keep", [False, True])
-def test_freed_blocks_are_reused_without_page_faults(keep):
+@pytest.mark.parametrize("keep, release", [(False, False), (True, False), (True, True)])
+def test_freed_blocks_are_reused_without_page_faults(keep, release):
     """The mechanism, in a fresh interpreter each: four 3 MB blocks allocated, written and freed, three rounds.
     glibc's defaults give the 12 MB at the heap's top back to the OS after each round (more than twice
-    the raised mmap threshold), so the third round faults ~3,000 pages in again; kept, it faults none."""
+    the raised mmap threshold), so the third round faults ~3,000 pages in again; kept, it faults none;
+    kept but released before the third round (a new run's start), it faults them in again."""
     script = textwrap.dedent(f"""
         import ctypes, resource, sys
         sys.path.insert(0, {str(REPO)!r})
@@ -90,6 +113,8 @@ def test_freed_blocks_are_reused_without_page_faults(keep):
             for b in blocks:
                 libc.free(b)
         round_(); round_()
+        if {release}:
+            assert allocator.release_free_memory()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         round_()
         print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -97,7 +122,7 @@ def test_freed_blocks_are_reused_without_page_faults(keep):
     env = {"PATH": "/usr/bin:/bin"}  # no GLIBC_TUNABLES / MALLOC_* of the caller's
     faults = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                                 env=env).stdout)
-    if keep:
+    if keep and not release:
         assert faults < 100
     else:
         assert faults > 2000  # 12 MB = 3,072 pages of 4 KB
