@@ -9,8 +9,8 @@ does (``kept``), one under glibc's own malloc behaviour (``default``: the child 
 changes nothing, ``GLIBC_TUNABLES=glibc.malloc.perturb=0``, and dinbench leaves malloc alone when the
 user tunes it). They take turns of ``--steps`` steps for ``--rounds`` rounds, the first to go alternating,
 after one untimed turn each, so both are measured over the same minutes of the same machine. Printed
-per pooler: each side's median step time, minor page faults and kernel (system) CPU time per step, and
-the median and range of the per-round ratio default / kept (above 1: keeping is faster).
+per pooler: each side's median step time, minor page faults and kernel (system) CPU time per step, its
+process's peak resident memory, and the median and range of the per-round ratio default / kept (above 1: keeping is faster).
 
 Linux with glibc only (elsewhere dinbench.allocator sets nothing, and there is nothing to compare).
 """
@@ -116,13 +116,14 @@ class Side:
         self.faults += r["faults"]
         self.kernel += r["kernel"]
         self.per_step.append(r["seconds"] / r["steps"])
+        self.peak_mb = r["peak_mb"]
         return r["seconds"]
 
     def summary(self) -> str:
         label = "kept (dinbench.allocator)" if self.name == "kept" else "default (glibc's own thresholds)"
         return (f"{label:33s} median step {statistics.median(self.per_step) * 1e3:.2f} ms, "
                 f"{self.steps * 1024 / self.seconds:,.0f} rows/s, {self.faults / self.steps:,.0f} page faults and "
-                f"{self.kernel / self.steps * 1e3:.2f} ms of kernel time a step")
+                f"{self.kernel / self.steps * 1e3:.2f} ms of kernel time a step; peak RSS {self.peak_mb:,.0f} MB")
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -155,7 +156,7 @@ def serve(args) -> None:
             i += 1
         seconds, after = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
         print(json.dumps({"steps": args.steps, "seconds": seconds, "faults": after.ru_minflt - before.ru_minflt,
-                          "kernel": after.ru_stime - before.ru_stime}), flush=True)
+                          "kernel": after.ru_stime - before.ru_stime, "peak_mb": after.ru_maxrss / 1024}), flush=True)
 
 
 if __name__ == "__main__":
