@@ -4,13 +4,14 @@ A CPU training step allocates and frees the same few dozen tensors every step (`
 on amazon-beauty: activations of [N, 80] floats, 2.7 MB each, N = the batch's real history positions).
 glibc's malloc, left alone, serves blocks above a threshold (128 KB at start, raised to the size of
 the largest such block freed so far) with fresh ``mmap`` pages, and gives the free memory at the top
-of its heap back to the OS whenever that exceeds twice the threshold. A step then faults in pages
-its predecessor gave back (180-600 page faults a step measured there) and its tensors start on cold
-memory, and which of them do varies from process to process: the same steps took 36-50 ms from one
-process to the next. ``keep_freed_memory`` sets both thresholds: blocks of up to 32 MB (glibc's
-largest mmap threshold) come from the heap, and the heap is never trimmed below 2 GB of free memory,
-so every step reuses the blocks the step before it freed, still warm in the caches (0-15 page faults
-a step). Measured: docs/performance.md.
+of its heap back to the OS whenever that exceeds twice the threshold. Depending on the order in which
+a process happened to free its blocks, a step then faults in again the pages its predecessor gave
+back: 270-440 page faults and about 1 ms of kernel time a step in most processes measured, 55 in
+another. ``keep_freed_memory`` sets both thresholds: blocks of up to 32 MB (glibc's largest mmap
+threshold) come from the heap, and the heap is not trimmed below 2 GB of free memory, so every step
+reuses the blocks the step before it freed (about 5 page faults a step). Measured in turns against
+glibc's own thresholds (``benchmarks/allocator.py``, docs/performance.md): 0-9 % off a step, the
+kernel's time for those faults.
 
     allocator.keep_freed_memory()   # once per process, before training (dinbench.train.Trainer does)
     allocator.release_free_memory() # at a run's start (dinbench.memory.PeakMemory): free heap back to the OS
@@ -56,8 +57,8 @@ def user_tuned(environ: dict[str, str] | os._Environ = os.environ) -> bool:
     """Whether the user chose malloc's settings or the allocator themselves (then dinbench sets nothing)."""
     tunables = environ.get("GLIBC_TUNABLES", "")
     preload = environ.get("LD_PRELOAD", "")
-    return ("glibc.malloc." in tunables or any(name in environ for name in USER_SETTINGS)
-            or "malloc" in preload or "jemalloc" in preload)
+    # "malloc" in a preloaded library's name: jemalloc, tcmalloc, mimalloc
+    return "glibc.malloc." in tunables or any(name in environ for name in USER_SETTINGS) or "malloc" in preload
 
 
 def keep_freed_memory(libc: Any | None = None, environ: dict[str, str] | os._Environ = os.environ) -> str:
