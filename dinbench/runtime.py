@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinbench import allocator
 from dinbench.batches import BehaviourStore, Rows, SampleSet, joined, length_sorted_indices
 from dinbench.checkpoint import StopFlag
 from dinbench.config import CAPTURED, COMPILED, CPU_COMPILE_MIN_ROWS
@@ -223,6 +224,10 @@ def predict(
         probs.index_copy_(0, rows.device, torch.sigmoid(logits).float())  # [b] into [N]
         if attn is not None and weights is not None:
             attn.index_copy_(0, rows.device, weights.double().sum(-1))  # poolers give padding weight 0
+        del batch, logits, weights
+        # batches grow (shortest histories first), so a heap that keeps freed memory for training steps
+        # (dinbench.allocator) would hold a block of every size: give it back after each batch
+        allocator.release_free_memory()
     out = probs.cpu().numpy().astype(np.float64)
     return (out, attn.cpu().numpy()) if attention else out
 

@@ -273,7 +273,6 @@ class Trainer:
     def __init__(self, cfg: RunConfig, prepared: Prepared, runtime: Runtime, progress: Progress | None = None,
                  stop: Callable[[], bool] | None = None, checkpoint_dir: Path | None = None) -> None:
         self.device = resolve_device(cfg.device)
-        allocator.keep_freed_memory()  # each step reuses the memory the last one freed (no page faults)
         cfg = decided(cfg, self.device, runtime.world, prepared)
         self.cfg, self.runtime, self.progress, self.stop = cfg, runtime, progress, stop
         self.checkpoint_dir = checkpoint_dir
@@ -286,6 +285,8 @@ class Trainer:
         self.padded = self.learner.model.needs_padded  # else batches skip the [B, L] history columns
         if self.negatives:
             self.data.store.draw_negatives(prepared, cfg.seed)
+        # from here on each step reuses the memory the step before it freed (the data above was built as before)
+        allocator.keep_freed_memory()
         # --compile (on+)cuda-graphs: full batches replay one captured step (dinbench.graph_step)
         self.graph = (graph_step.GraphStep(self.static_step, cfg.batch_size, self.device)
                       if cfg.compile in CAPTURED else None)

@@ -137,3 +137,17 @@ def test_a_trainer_keeps_freed_memory_and_its_record_says_so(tiny, monkeypatch):
 
     monkeypatch.setattr(allocator, "_state", "kept")
     assert environment()["allocator"] == "kept"
+
+
+def test_scoring_gives_free_memory_back_after_every_batch(tiny, monkeypatch):
+    """Scoring's batches grow (shortest histories first): a kept heap would hold a block of every size."""
+    from dinbench.batches import length_sorted_indices
+    from dinbench.runtime import predict
+
+    trainer = Trainer(RunConfig(dataset=tiny.name, pooler="din", epochs=1, embedding_dim=8), tiny, LocalRuntime())
+    calls = []
+    monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1))
+    samples = trainer.data.valid
+    probs = predict(trainer.learner.model, trainer.data.store, samples, 64, "cpu")
+    assert len(probs) == len(samples)
+    assert len(calls) == len(length_sorted_indices(samples.hist_len, 64)) > 1
